@@ -1,0 +1,82 @@
+"""The application factory: ``create_app(settings)`` builds one app; nothing global."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from fastapi import FastAPI
+
+from farmstand import __version__
+from farmstand.accounts.api import router as auth_router
+from farmstand.accounts.passwords import Passwords
+from farmstand.accounts.service import ThrottlePolicy
+from farmstand.accounts.tokens import TokenSigner
+from farmstand.catalog.api import router as farms_router
+from farmstand.config import Settings, load_settings
+from farmstand.db import Database
+from farmstand.deps import Runtime
+from farmstand.errors import install_error_handlers
+from farmstand.orders.api import router as orders_router
+from farmstand.orders.states import Policy
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    assert settings.secret_key is not None
+    return Runtime(
+        settings=settings,
+        db=Database.from_settings(settings),
+        passwords=Passwords(
+            PasswordHasher(
+                time_cost=settings.password_hash_time_cost,
+                memory_cost=settings.password_hash_memory_kib,
+            )
+        ),
+        signer=TokenSigner(
+            settings.secret_key.get_secret_value(),
+            max_age_seconds=int(settings.session_ttl_hours * 3600),
+        ),
+        throttle=ThrottlePolicy.from_settings(settings),
+        order_policy=Policy(
+            cancellation_window=timedelta(hours=settings.cancellation_window_hours)
+        ),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    runtime = build_runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await runtime.db.dispose()
+
+    app = FastAPI(
+        title="Farmstand",
+        version=__version__,
+        description="Order tracking and fulfilment for farmers' markets.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(auth_router)
+    app.include_router(farms_router)
+    app.include_router(orders_router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    logging.getLogger("farmstand").setLevel(settings.log_level)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for ``uvicorn --factory`` (used by ``farmstand serve``)."""
+    return create_app()

@@ -1,0 +1,165 @@
+"""The ``farmstand`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from farmstand.accounts.roles import Role
+from farmstand.config import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="Farmstand: order tracking and fulfilment for farmers' markets.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes.", min=1, max=64)] = 1,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+) -> None:
+    """Serve the web app and API."""
+    import uvicorn
+
+    settings = _settings()
+    typer.echo(f"Farmstand on http://{host}:{port} (database: {_safe_url(settings)})")
+    uvicorn.run(
+        "farmstand.app:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Bring the database schema up to date."""
+    from farmstand.migrate import upgrade
+
+    settings = _settings()
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url, revision)
+    typer.echo(f"Database at {revision}: {_safe_url(settings)}")
+
+
+@app.command()
+def demo() -> None:
+    """Load demo data (idempotent) and print the demo logins."""
+    from farmstand.demo import load_demo
+
+    settings = _settings()
+    created = asyncio.run(load_demo(settings))
+    typer.echo("Demo data loaded." if created else "Demo data already present.")
+    from farmstand.demo import describe_logins
+
+    typer.echo(describe_logins())
+
+
+@app.command()
+def docs(
+    check: Annotated[bool, typer.Option(help="Fail if the docs are stale; write nothing.")] = False,
+) -> None:
+    """Regenerate docs/state-machine.md from the transition table."""
+    from farmstand.orders.states import render_markdown
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "state-machine.md"
+    text = render_markdown()
+    if check:
+        if not path.exists() or path.read_text() != text:
+            typer.echo(f"{path} is stale: run `farmstand docs`.", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{path} is up to date.")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    typer.echo(f"Wrote {path}")
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Option(help="Sign-in email.")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    role: Annotated[Role, typer.Option(help="CUSTOMER, FARMER or ADMIN.", case_sensitive=False)],
+    password: Annotated[
+        str | None, typer.Option(help="At least 10 characters; prompted for when omitted.")
+    ] = None,
+    phone: Annotated[str | None, typer.Option(help="E.164, such as +14155550123.")] = None,
+) -> None:
+    """Create a user of any role (the only way to create an admin)."""
+    from pydantic import ValidationError
+
+    from farmstand.accounts.schemas import NewUser
+
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        data = NewUser(email=email, name=name, role=role, password=password, phone=phone)
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"])
+            typer.echo(f"{field}: {error['msg'].removeprefix('Value error, ')}", err=True)
+        raise typer.Exit(2) from None
+    settings = _settings()
+    user_id = asyncio.run(_create_user(settings, data))
+    typer.echo(f"Created {data.role.lower()} {data.email} (id {user_id})")
+
+
+async def _create_user(settings: Settings, data: object) -> str:
+    from farmstand.accounts import service
+    from farmstand.app import build_runtime
+    from farmstand.errors import FarmstandError
+
+    runtime = build_runtime(settings)
+    try:
+        async with runtime.db.transaction() as session:
+            user = await service.create_user(
+                session,
+                runtime.passwords,
+                **data.model_dump(),  # type: ignore[attr-defined]
+            )
+            return user.id
+    except FarmstandError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from None
+    finally:
+        await runtime.db.dispose()
+
+
+def _safe_url(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)

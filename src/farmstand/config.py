@@ -1,0 +1,132 @@
+"""Settings read from the environment (prefix ``FARMSTAND_``) and an optional ``.env`` file."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_FILE_NAME = ".farmstand-secret"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FARMSTAND_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Field(default=Path("."), description="Where local files are kept.")
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy async URL; empty means a SQLite file in the data directory.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs session tokens. Generated and kept in a local file in development.",
+    )
+    base_url: str = "http://127.0.0.1:8000"
+    cancellation_window_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24
+    session_ttl_hours: Annotated[float, Field(gt=0, le=24 * 90)] = 24 * 7
+    login_max_failures_per_account: Annotated[int, Field(ge=1)] = 5
+    login_max_failures_per_address: Annotated[int, Field(ge=1)] = 20
+    login_failure_window_seconds: Annotated[int, Field(ge=1)] = 15 * 60
+    login_lockout_seconds: Annotated[int, Field(ge=1)] = 15 * 60
+    password_hash_time_cost: Annotated[int, Field(ge=1, le=20)] = 3
+    password_hash_memory_kib: Annotated[int, Field(ge=64, le=1024 * 1024)] = 64 * 1024
+    db_pool_size: Annotated[int, Field(ge=1, le=500)] = 10
+    db_max_overflow: Annotated[int, Field(ge=0, le=500)] = 20
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+                "(for example postgresql+asyncpg://user@127.0.0.1:5432/farmstand)"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @model_validator(mode="after")
+    def _defaults_from_data_dir(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'farmstand.db'}"
+        if self.secret_key is None:
+            if self.environment is Environment.PRODUCTION:
+                raise ValueError("FARMSTAND_SECRET_KEY must be set in production")
+            self.secret_key = SecretStr(_local_secret(self.data_dir))
+        elif len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError("FARMSTAND_SECRET_KEY must be at least 32 characters long")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
+
+
+def _local_secret(data_dir: Path) -> str:
+    """Read the development secret from its file, creating it (mode 0600) on first use."""
+    path = data_dir / SECRET_FILE_NAME
+    try:
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = ""
+    if len(existing) >= 32:
+        return existing
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return secret
+
+
+class SettingsError(Exception):
+    """Raised with a readable message when the environment holds a bad value."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            name = f"FARMSTAND_{field.upper()}" if field else "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"  {name}: {message}")
+        raise SettingsError("Invalid settings:\n" + "\n".join(lines)) from None

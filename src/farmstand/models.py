@@ -1,0 +1,18 @@
+"""Every table, imported in one place so Alembic and the tests see the whole schema."""
+
+from farmstand.accounts.models import AuthSession, LoginThrottle, User
+from farmstand.catalog.models import Farm, Product
+from farmstand.db import Base
+from farmstand.orders.models import Order, OrderItem, OrderStatusHistory
+
+__all__ = [
+    "AuthSession",
+    "Base",
+    "Farm",
+    "LoginThrottle",
+    "Order",
+    "OrderItem",
+    "OrderStatusHistory",
+    "Product",
+    "User",
+]

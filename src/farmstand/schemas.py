@@ -1,0 +1,95 @@
+"""Shared API shapes: camelCase models, the reply envelope, pages, money."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic.alias_generators import to_camel
+
+from farmstand.errors import Unprocessable
+
+T = TypeVar("T")
+
+
+class CamelModel(BaseModel):
+    """Replies: camelCase on the wire, built from ORM objects."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+
+class CamelInput(BaseModel):
+    """Request bodies: camelCase, unknown fields refused (a typo must not pass silently)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        str_strip_whitespace=True,
+    )
+
+
+MoneyOut = Annotated[
+    Decimal,
+    PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="always"),
+]
+MoneyIn = Annotated[Decimal, Field(ge=0, le=Decimal("99999999.99"), decimal_places=2)]
+
+
+class Envelope(BaseModel, Generic[T]):
+    success: Literal[True] = True
+    data: T
+
+
+class ErrorEnvelope(BaseModel):
+    success: Literal[False] = False
+    error: str
+    details: Any = None
+
+
+class Page(CamelModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as ?cursor= to get the next page; null on the last page."
+    )
+
+
+def ok(data: T) -> Envelope[T]:
+    return Envelope[T](data=data)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorEnvelope, "description": description}
+    for code, description in {
+        400: "Malformed request",
+        401: "Not signed in",
+        403: "Not allowed for this role or owner",
+        404: "Not found, or not yours to see",
+        409: "Conflicts with the current state, or lost a race",
+        422: "Invalid body or parameters",
+        429: "Too many attempts",
+    }.items()
+}
+
+
+def encode_cursor(created_at: datetime, row_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, row_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None or not row_id:
+            raise ValueError
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Unprocessable(
+            "The cursor is invalid.", details=[{"field": "cursor", "message": "Invalid cursor"}]
+        ) from None
+    return when, row_id
