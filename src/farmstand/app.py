@@ -20,15 +20,21 @@ from farmstand.config import Settings, load_settings
 from farmstand.db import Database
 from farmstand.deps import Runtime
 from farmstand.errors import install_error_handlers
+from farmstand.events.api import router as events_router
+from farmstand.events.bus import make_bus
+from farmstand.events.hub import Hub
+from farmstand.events.relay import Sequencer
 from farmstand.orders.api import router as orders_router
 from farmstand.orders.states import Policy
 
 
 def build_runtime(settings: Settings) -> Runtime:
     assert settings.secret_key is not None
+    db = Database.from_settings(settings)
+    bus = make_bus(settings)
     return Runtime(
         settings=settings,
-        db=Database.from_settings(settings),
+        db=db,
         passwords=Passwords(
             PasswordHasher(
                 time_cost=settings.password_hash_time_cost,
@@ -43,6 +49,19 @@ def build_runtime(settings: Settings) -> Runtime:
         order_policy=Policy(
             cancellation_window=timedelta(hours=settings.cancellation_window_hours)
         ),
+        bus=bus,
+        hub=Hub(
+            db,
+            queue_size=settings.sse_queue_size,
+            poll_interval=settings.event_poll_interval_seconds,
+        ),
+        sequencer=Sequencer(
+            db,
+            bus,
+            relay_interval=settings.event_relay_interval_seconds,
+            grace=settings.event_relay_grace_seconds,
+            retention=timedelta(days=settings.event_retention_days),
+        ),
     )
 
 
@@ -52,10 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
         try:
             yield
         finally:
-            await runtime.db.dispose()
+            await runtime.stop()
 
     app = FastAPI(
         title="Farmstand",
@@ -67,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(auth_router)
     app.include_router(farms_router)
+    # Before the orders router: /api/orders/events must not match /api/orders/{order_id}.
+    app.include_router(events_router)
     app.include_router(orders_router)
 
     @app.get("/healthz", include_in_schema=False)

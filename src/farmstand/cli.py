@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from farmstand.accounts.roles import Role
-from farmstand.config import Settings, SettingsError, load_settings
+from farmstand.config import EventBusKind, Settings, SettingsError, load_settings
 
 app = typer.Typer(
     help="Farmstand: order tracking and fulfilment for farmers' markets.",
@@ -41,7 +41,19 @@ def serve(
     import uvicorn
 
     settings = _settings()
-    typer.echo(f"Farmstand on http://{host}:{port} (database: {_safe_url(settings)})")
+    if workers > 1 and settings.event_bus is EventBusKind.MEMORY:
+        typer.echo(
+            "--workers > 1 needs the Redis event bus: with the in-process bus a change made "
+            "through one process would never reach live streams held by the others. Set "
+            "FARMSTAND_EVENT_BUS=redis and FARMSTAND_REDIS_URL (and use PostgreSQL, "
+            "FARMSTAND_DATABASE_URL=postgresql+asyncpg://...), or run one worker.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    typer.echo(
+        f"Farmstand on http://{host}:{port} (database: {_safe_url(settings)}, "
+        f"event bus: {settings.event_bus}, workers: {workers})"
+    )
     uvicorn.run(
         "farmstand.app:app_factory",
         factory=True,

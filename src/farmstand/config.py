@@ -20,6 +20,11 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class EventBusKind(StrEnum):
+    MEMORY = "memory"
+    REDIS = "redis"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FARMSTAND_",
@@ -52,6 +57,18 @@ class Settings(BaseSettings):
     db_max_overflow: Annotated[int, Field(ge=0, le=500)] = 20
     log_level: str = "INFO"
 
+    event_bus: EventBusKind = EventBusKind.MEMORY
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_channel: Annotated[str, Field(min_length=1, max_length=100)] = "farmstand:events"
+    sse_heartbeat_seconds: Annotated[float, Field(gt=0, le=3600)] = 30
+    sse_retry_ms: Annotated[int, Field(ge=100, le=600_000)] = 3000
+    sse_queue_size: Annotated[int, Field(ge=1, le=100_000)] = 500
+    sse_send_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 15
+    event_retention_days: Annotated[float, Field(gt=0, le=3650)] = 7
+    event_relay_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1
+    event_relay_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 2
+    event_poll_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1
+
     @field_validator("database_url")
     @classmethod
     def _known_driver(cls, value: str) -> str:
@@ -60,6 +77,13 @@ class Settings(BaseSettings):
                 "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
                 "(for example postgresql+asyncpg://user@127.0.0.1:5432/farmstand)"
             )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
     @field_validator("base_url")

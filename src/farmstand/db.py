@@ -27,6 +27,8 @@ from farmstand.config import Settings
 log = logging.getLogger(__name__)
 
 AfterCommit = Callable[[], Awaitable[None]]
+# Told about every commit with the committed session's ``info`` (e.g. which events it wrote).
+CommitListener = Callable[[dict[str, Any]], Awaitable[None]]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -114,6 +116,7 @@ class Database:
             write_engine = self.engine
         self._write_sessions = async_sessionmaker(write_engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.commit_listeners: list[CommitListener] = []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -134,12 +137,18 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
-            hooks: list[AfterCommit] = session.info.pop("after_commit", [])
+            info = dict(session.info)
+        hooks: list[AfterCommit] = info.pop("after_commit", [])
         for hook in hooks:
             try:
                 await hook()
             except Exception:  # the outbox relay retries whatever a hook failed to do
                 log.exception("after-commit hook failed")
+        for listener in self.commit_listeners:
+            try:
+                await listener(info)
+            except Exception:
+                log.exception("commit listener failed")
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -203,7 +203,7 @@ async def _create(session, passwords, policy: Policy, now: datetime) -> None:  #
         # Older orders went further; open ones are recent (within the cancellation window).
         final = target in (OrderStatus.COMPLETED, OrderStatus.CANCELLED, OrderStatus.REFUNDED)
         placed = now - timedelta(hours=rng.uniform(30, 240) if final else rng.uniform(1, 20))
-        clock = _Clock(placed, rng)
+        clock = _Clock(placed, rng, limit=now)
         lines = rng.sample(products, k=rng.randint(1, 3))
         order = await orders.place_order(
             session,
@@ -278,10 +278,13 @@ def _path(
 class _Clock:
     """Backdated time that moves forward a few minutes per step."""
 
-    def __init__(self, start: datetime, rng: random.Random) -> None:
+    def __init__(self, start: datetime, rng: random.Random, limit: datetime) -> None:
         self.now = start
         self._rng = rng
+        self._limit = limit
 
     def tick(self) -> datetime:
-        self.now += timedelta(minutes=self._rng.randint(3, 40))
+        # Never past the real present: history and events must not come from the future.
+        step = timedelta(minutes=self._rng.randint(3, 40))
+        self.now = min(self.now + step, max(self.now, self._limit))
         return self.now

@@ -19,6 +19,9 @@ from farmstand.accounts.tokens import TokenSigner
 from farmstand.config import Settings
 from farmstand.db import Database
 from farmstand.errors import Forbidden, Unauthenticated
+from farmstand.events.bus import EventBus
+from farmstand.events.hub import Hub
+from farmstand.events.relay import Sequencer
 from farmstand.orders.states import Actor, Policy
 
 SESSION_COOKIE = "farmstand_session"
@@ -35,6 +38,25 @@ class Runtime:
     signer: TokenSigner
     throttle: ThrottlePolicy
     order_policy: Policy
+    bus: EventBus
+    hub: Hub
+    sequencer: Sequencer
+
+    async def start(self) -> None:
+        """Subscribe to the bus, then start the hub and the sequencer (in that order, so no
+        event published after start-up is missed)."""
+        await self.bus.start(self.hub.ingest, self.hub.catch_up)
+        await self.hub.start()
+        self.sequencer.start()
+        self.db.commit_listeners.append(self.sequencer.on_commit)
+
+    async def stop(self) -> None:
+        if self.sequencer.on_commit in self.db.commit_listeners:
+            self.db.commit_listeners.remove(self.sequencer.on_commit)
+        await self.sequencer.stop()
+        await self.hub.close()
+        await self.bus.close()
+        await self.db.dispose()
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -3,14 +3,17 @@
 from farmstand.accounts.models import AuthSession, LoginThrottle, User
 from farmstand.catalog.models import Farm, Product
 from farmstand.db import Base
+from farmstand.events.models import EventCounter, OrderEvent
 from farmstand.orders.models import Order, OrderItem, OrderStatusHistory
 
 __all__ = [
     "AuthSession",
     "Base",
+    "EventCounter",
     "Farm",
     "LoginThrottle",
     "Order",
+    "OrderEvent",
     "OrderItem",
     "OrderStatusHistory",
     "Product",

@@ -17,6 +17,7 @@ from farmstand.accounts.roles import Role
 from farmstand.catalog import service as catalog
 from farmstand.db import utcnow
 from farmstand.errors import FarmstandError, Forbidden, Unprocessable
+from farmstand.orders import events as order_events
 from farmstand.orders import repository as repo
 from farmstand.orders import states
 from farmstand.orders.errors import (
@@ -231,7 +232,9 @@ async def place_order(
         )
     )
     await session.flush()
-    return await _reload(session, order.id)
+    order = await _reload(session, order.id)
+    order_events.new_order(session, order, now)
+    return order
 
 
 async def _reload(session: AsyncSession, order_id: str) -> Order:
@@ -303,6 +306,7 @@ async def change_status(
         )
     )
     await _flush_version_checked(session)
+    order_events.status_change(session, order, change, user, now)
     return order
 
 
@@ -342,6 +346,23 @@ async def set_item_prepared(
         item.prepared_at = now if prepared else None
         order.updated_at = now  # bumps the version: the order changed
         await _flush_version_checked(session)
+        order_events.order_update(
+            session,
+            order,
+            {
+                "items": [
+                    {
+                        "id": item.id,
+                        "prepared": prepared,
+                        "preparedAt": item.prepared_at.isoformat().replace("+00:00", "Z")
+                        if item.prepared_at
+                        else None,
+                    }
+                ]
+            },
+            user,
+            now,
+        )
     return order
 
 
@@ -388,6 +409,7 @@ async def update_details(
         setattr(order, key, value)
     order.updated_at = now
     await _flush_version_checked(session)
+    order_events.order_update(session, order, changes, user, now)
     return order
 
 
