@@ -108,7 +108,13 @@ class Settings(BaseSettings):
         if self.secret_key is None:
             if self.environment is Environment.PRODUCTION:
                 raise ValueError("FARMSTAND_SECRET_KEY must be set in production")
-            self.secret_key = SecretStr(_local_secret(self.data_dir))
+            try:
+                self.secret_key = SecretStr(_local_secret(self.data_dir))
+            except OSError as exc:
+                raise ValueError(
+                    f"FARMSTAND_DATA_DIR ({self.data_dir}) cannot keep the development secret: "
+                    f"{exc.strerror or exc}"
+                ) from None
         elif len(self.secret_key.get_secret_value()) < 32:
             raise ValueError("FARMSTAND_SECRET_KEY must be at least 32 characters long")
         return self

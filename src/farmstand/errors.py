@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body(message), status_code=exc.status_code, headers=getattr(exc, "headers", None)
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
+        # A NUL character in a path or query value reaches PostgreSQL, which refuses it
+        # (SQLSTATE 22021): the request is at fault, not the server.
+        if getattr(exc.orig, "sqlstate", None) == "22021":
+            return JSONResponse(error_body("The request contains invalid characters."), 400)
+        raise exc
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

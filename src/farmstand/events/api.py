@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import logging
+
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope as AsgiScope, Send
 
 from farmstand.deps import CurrentUser, RuntimeDep, SessionDep
 from farmstand.errors import Unprocessable
@@ -13,13 +17,37 @@ from farmstand.events import streams
 from farmstand.events.service import Scope
 from farmstand.schemas import ERROR_RESPONSES
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(tags=["events"], responses=ERROR_RESPONSES)
 
+
+class EventStreamResponse(EventSourceResponse):
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except* SendTimeoutError:
+            # The client stopped reading: drop it (it resumes with Last-Event-ID when it
+            # comes back) instead of letting its unsent frames pile up.
+            log.info("closed an event stream whose client stopped reading")
+
+
+# For text/event-stream, an OpenAPI 3.1 `schema` describes one event (as OpenAPI 3.2's
+# `itemSchema` does), not the stream as a string: tools such as schemathesis read it that way.
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "The event id; resume with Last-Event-ID."},
+        "event": {"type": "string", "description": "The event type, e.g. CONNECTED."},
+        "data": {"type": "string", "description": "The event as a JSON object."},
+        "retry": {"type": "integer", "description": "Reconnection delay in milliseconds."},
+    },
+}
 SSE_RESPONSE = {
     200: {
         "description": "A Server-Sent Events stream: frames with `id:` (the event id), "
         "`event:` (the type) and `data:` (JSON), and heartbeat comments.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
     }
 }
 
@@ -39,7 +67,7 @@ LastEventIdQuery = Annotated[
 
 def _respond(runtime: RuntimeDep, scope: Scope, last_event_id: int | None) -> EventSourceResponse:
     settings = runtime.settings
-    return EventSourceResponse(
+    return EventStreamResponse(
         streams.event_stream(runtime.db, runtime.hub, settings, scope, last_event_id),
         ping=settings.sse_heartbeat_seconds,
         send_timeout=settings.sse_send_timeout_seconds,

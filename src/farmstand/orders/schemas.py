@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, model_validator
 
 from farmstand.accounts.roles import Role
 from farmstand.orders.states import FulfillmentType, OrderStatus
@@ -17,6 +17,8 @@ ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2
 Location = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 Required = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Any offset is accepted; stored and echoed back in UTC like every other time.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(UTC))]
 
 
 class DeliveryAddress(CamelInput):
@@ -75,8 +77,8 @@ class ItemPatch(CamelInput):
 
 
 class OrderPatch(CamelInput):
-    estimated_ready_at: AwareDatetime | None = None
-    estimated_pickup_at: AwareDatetime | None = None
+    estimated_ready_at: UtcDatetime | None = None
+    estimated_pickup_at: UtcDatetime | None = None
     pickup_location: Location | None = None
     pickup_instructions: LongText | None = None
     tracking_number: (

@@ -126,8 +126,9 @@ def _tracking_number_for_shipping(order: OrderSnapshot, _actor: Actor, _ctx: Con
 def _within_cancellation_window(order: OrderSnapshot, actor: Actor, ctx: Context) -> None:
     if actor.role is Role.CUSTOMER and ctx.now - order.created_at > ctx.policy.cancellation_window:
         hours = ctx.policy.cancellation_window.total_seconds() / 3600
+        unit = "hour" if hours == 1 else "hours"
         raise TransitionGuardFailed(
-            f"Orders can be cancelled only within {hours:g} hours of being placed; "
+            f"Orders can be cancelled only within {hours:g} {unit} of being placed; "
             "contact the farm."
         )
 
@@ -284,8 +285,12 @@ def path_to(target: OrderStatus, fulfillment: FulfillmentType) -> list[Rule]:
     return paths[target]
 
 
-def replay(history: list[tuple[OrderStatus | None, OrderStatus]]) -> OrderStatus:
-    """Walk a history of (from, to) pairs, checking each step against the table.
+def replay(
+    history: list[tuple[OrderStatus | None, OrderStatus]],
+    fulfillment: FulfillmentType | None = None,
+) -> OrderStatus:
+    """Walk a history of (from, to) pairs, checking each step against the table (for the
+    order's fulfilment type when given).
 
     Raises ``ValueError`` when the history is not a chain of allowed transitions; returns the
     status it ends in.
@@ -294,9 +299,11 @@ def replay(history: list[tuple[OrderStatus | None, OrderStatus]]) -> OrderStatus
         raise ValueError("history must start with the order being placed (None -> PENDING)")
     current = INITIAL_STATUS
     for source, target in history[1:]:
-        if source is not current or (source, target) not in _RULES:
+        rule = _RULES.get((OrderStatus(source), OrderStatus(target))) if source else None
+        allowed = rule is not None and (fulfillment is None or fulfillment in rule.fulfillment)
+        if source != current or not allowed:
             raise ValueError(f"history step {source} -> {target} does not follow {current}")
-        current = target
+        current = OrderStatus(target)
     return current
 
 
