@@ -77,25 +77,25 @@ async def test_a_change_through_one_process_reaches_a_stream_on_another(
     headers = await seed.headers(farmer)
     await asyncio.sleep(1.5)  # the seeded orders' events are relayed before we connect
 
-    async with httpx.AsyncClient(timeout=30) as http:
-        async with (
-            open_stream(http, f"{b.url}/api/orders/events?farmId={farm.id}", headers) as on_b,
-            open_stream(http, f"{a.url}/api/orders/events?farmId={farm.id}", headers) as on_a,
-        ):
-            assert (await on_b.next()).event == "CONNECTED"
-            assert (await on_a.next()).event == "CONNECTED"
-            # When the change goes through A, B's stream gets it, and the other way round.
-            for via, order in ((a, orders[0]), (b, orders[1])):
-                response = await http.put(
-                    f"{via.url}/api/orders/{order.id}/status",
-                    json={"status": "CONFIRMED"},
-                    headers=headers,
-                )
-                assert response.status_code == 200, response.text
-                for stream in (on_a, on_b):
-                    event = await stream.next()
-                    assert event.event == "STATUS_CHANGE"
-                    assert event.json()["orderId"] == order.id
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        open_stream(http, f"{b.url}/api/orders/events?farmId={farm.id}", headers) as on_b,
+        open_stream(http, f"{a.url}/api/orders/events?farmId={farm.id}", headers) as on_a,
+    ):
+        assert (await on_b.next()).event == "CONNECTED"
+        assert (await on_a.next()).event == "CONNECTED"
+        # When the change goes through A, B's stream gets it, and the other way round.
+        for via, order in ((a, orders[0]), (b, orders[1])):
+            response = await http.put(
+                f"{via.url}/api/orders/{order.id}/status",
+                json={"status": "CONFIRMED"},
+                headers=headers,
+            )
+            assert response.status_code == 200, response.text
+            for stream in (on_a, on_b):
+                event = await stream.next()
+                assert event.event == "STATUS_CHANGE"
+                assert event.json()["orderId"] == order.id
 
 
 async def test_several_workers_behind_one_port_share_events(

@@ -11,15 +11,18 @@ import sys
 import textwrap
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
 from farmstand.accounts.roles import Role
+from farmstand.app import create_app
 from farmstand.db import utcnow
 from farmstand.events import service as events
 from farmstand.events.models import EventType, OrderEvent
-from tests.events.conftest import Live
-from tests.live import ROOT, open_stream
+from tests.events.conftest import Live, live_settings
+from tests.factories import Factory
+from tests.live import ROOT, open_stream, serve_in_process
 
 
 def record_marker(session, farm_id: str, label: str) -> OrderEvent:  # type: ignore[no-untyped-def]
@@ -41,13 +44,6 @@ async def test_resume_does_not_skip_an_event_committed_after_a_higher_id(
     A client that saw B and resumes must still get A. Streams are ordered and resumed by the
     position handed out after commit, not by id, so it does.
     """
-    from farmstand.app import create_app
-    from tests.events.conftest import live_settings
-    from tests.factories import Factory
-    from tests.live import serve_in_process
-
-    import httpx
-
     app = create_app(live_settings(postgres_url, tmp_path))
     async with serve_in_process(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
         runtime = app.state.runtime
