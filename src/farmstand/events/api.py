@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import logging
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import SendTimeoutError
-from starlette.types import Receive, Scope as AsgiScope, Send
+from starlette.types import Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from farmstand.deps import CurrentUser, RuntimeDep, SessionDep
 from farmstand.errors import Unprocessable
