@@ -25,6 +25,17 @@ class EventBusKind(StrEnum):
     REDIS = "redis"
 
 
+class SmtpSecurity(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+class DispatcherMode(StrEnum):
+    EMBEDDED = "embedded"  # inside `farmstand serve`
+    OFF = "off"  # only `farmstand worker` processes send
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FARMSTAND_",
@@ -69,6 +80,44 @@ class Settings(BaseSettings):
     event_relay_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 2
     event_poll_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1
 
+    # Notifications: delivery
+    dispatcher: DispatcherMode = DispatcherMode.EMBEDDED
+    dispatcher_batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
+    dispatcher_poll_seconds: Annotated[float, Field(gt=0, le=600)] = 1
+    notification_lease_seconds: Annotated[float, Field(gt=0, le=3600)] = 120
+    notification_max_attempts: Annotated[int, Field(ge=1, le=50)] = 6
+    notification_retry_base_seconds: Annotated[float, Field(gt=0, le=86400)] = 30
+    notification_retry_max_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600
+    email_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
+    sms_concurrency: Annotated[int, Field(ge=1, le=100)] = 8
+    push_concurrency: Annotated[int, Field(ge=1, le=100)] = 8
+    # Email: SMTP when a host is set, else .eml files in <data_dir>/mailbox
+    smtp_host: str | None = None
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
+    smtp_security: SmtpSecurity = SmtpSecurity.STARTTLS
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30
+    email_from: str = "Farmstand <no-reply@farmstand.localhost>"
+    email_reply_to: str | None = None
+    # SMS: Twilio when an account is set, else JSON files in <data_dir>/sms-outbox
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+    # Web Push (VAPID): generated into <data_dir>/.farmstand-vapid.json in development
+    vapid_private_key: SecretStr | None = None
+    vapid_public_key: str | None = None
+    vapid_subject: str = "mailto:admin@farmstand.localhost"
+    # Delays and reminders
+    scheduler_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 60
+    reminder_after_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 2
+    reminder_before_pickup_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 60
+    # A farm resending a notification
+    resend_min_interval_seconds: Annotated[float, Field(ge=0, le=86400)] = 300
+    resend_max_per_day: Annotated[int, Field(ge=1, le=100)] = 5
+
     @field_validator("database_url")
     @classmethod
     def _known_driver(cls, value: str) -> str:
@@ -85,6 +134,13 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @field_validator("twilio_api_base")
+    @classmethod
+    def _twilio_base(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
 
     @field_validator("base_url")
     @classmethod
@@ -118,6 +174,18 @@ class Settings(BaseSettings):
         elif len(self.secret_key.get_secret_value()) < 32:
             raise ValueError("FARMSTAND_SECRET_KEY must be at least 32 characters long")
         return self
+
+    @property
+    def mailbox_dir(self) -> Path:
+        return self.data_dir / "mailbox"
+
+    @property
+    def sms_outbox_dir(self) -> Path:
+        return self.data_dir / "sms-outbox"
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
 
     @property
     def is_sqlite(self) -> bool:

@@ -4,6 +4,12 @@ from farmstand.accounts.models import AuthSession, LoginThrottle, User
 from farmstand.catalog.models import Farm, Product
 from farmstand.db import Base
 from farmstand.events.models import EventCounter, OrderEvent
+from farmstand.notifications.models import (
+    NotificationPreference,
+    NotificationResend,
+    OrderNotification,
+    PushSubscription,
+)
 from farmstand.orders.models import Order, OrderItem, OrderStatusHistory
 
 __all__ = [
@@ -12,10 +18,14 @@ __all__ = [
     "EventCounter",
     "Farm",
     "LoginThrottle",
+    "NotificationPreference",
+    "NotificationResend",
     "Order",
     "OrderEvent",
     "OrderItem",
+    "OrderNotification",
     "OrderStatusHistory",
     "Product",
+    "PushSubscription",
     "User",
 ]

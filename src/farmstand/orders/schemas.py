@@ -17,8 +17,17 @@ ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2
 Location = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 Required = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the last representable UTC time
+        raise ValueError("must be between years 1 and 9999 once converted to UTC") from None
+
+
 # Any offset is accepted; stored and echoed back in UTC like every other time.
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(UTC))]
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
 class DeliveryAddress(CamelInput):

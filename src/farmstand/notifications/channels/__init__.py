@@ -1,0 +1,1 @@
+"""Notification channels: each sends one kind of message through one provider."""
