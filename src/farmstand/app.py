@@ -8,15 +8,17 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from argon2 import PasswordHasher
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from farmstand import __version__
+from farmstand.accounts.api import me_router
 from farmstand.accounts.api import router as auth_router
 from farmstand.accounts.passwords import Passwords
 from farmstand.accounts.service import ThrottlePolicy
 from farmstand.accounts.tokens import TokenSigner
 from farmstand.catalog.api import router as farms_router
-from farmstand.config import Settings, load_settings
+from farmstand.config import DispatcherMode, Settings, load_settings
 from farmstand.db import Database
 from farmstand.deps import Runtime
 from farmstand.errors import install_error_handlers
@@ -24,6 +26,11 @@ from farmstand.events.api import router as events_router
 from farmstand.events.bus import make_bus
 from farmstand.events.hub import Hub
 from farmstand.events.relay import Sequencer
+from farmstand.notifications.api import router as notifications_router
+from farmstand.notifications.channels.factory import make_senders
+from farmstand.notifications.dispatcher import Dispatcher
+from farmstand.notifications.scheduler import Scheduler
+from farmstand.notifications.service import NOTIFIER_KEY, Notifier
 from farmstand.orders.api import router as orders_router
 from farmstand.orders.states import Policy
 
@@ -32,6 +39,11 @@ def build_runtime(settings: Settings) -> Runtime:
     assert settings.secret_key is not None
     db = Database.from_settings(settings)
     bus = make_bus(settings)
+    notifier = Notifier(settings)
+    # Every transaction can write notifications: the use cases find the notifier here.
+    db.session_context[NOTIFIER_KEY] = notifier
+    dispatcher = Dispatcher(db, settings, make_senders(settings))
+    dispatcher.scheduler = Scheduler(db, settings)
     return Runtime(
         settings=settings,
         db=db,
@@ -62,6 +74,8 @@ def build_runtime(settings: Settings) -> Runtime:
             grace=settings.event_relay_grace_seconds,
             retention=timedelta(days=settings.event_retention_days),
         ),
+        notifier=notifier,
+        dispatcher=dispatcher,
     )
 
 
@@ -71,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await runtime.start()
+        await runtime.start(dispatch=settings.dispatcher is DispatcherMode.EMBEDDED)
         try:
             yield
         finally:
@@ -86,10 +100,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(auth_router)
+    app.include_router(me_router)
     app.include_router(farms_router)
     # Before the orders router: /api/orders/events must not match /api/orders/{order_id}.
     app.include_router(events_router)
     app.include_router(orders_router)
+    app.include_router(notifications_router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus counters of this process (notifications sent and failed per channel)."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

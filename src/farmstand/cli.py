@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+push_app = typer.Typer(help="Web Push (VAPID) keys.", no_args_is_help=True)
+app.add_typer(push_app, name="push")
 
 
 def _settings() -> Settings:
@@ -64,6 +66,45 @@ def serve(
         log_level=settings.log_level.lower(),
         proxy_headers=True,
     )
+
+
+@app.command()
+def worker() -> None:
+    """Send notifications and run the delay and reminder scheduler (run any number of these;
+    with FARMSTAND_DISPATCHER=off, `serve` leaves sending to them)."""
+    settings = _settings()
+    typer.echo(f"Farmstand worker (database: {_safe_url(settings)})")
+    asyncio.run(_run_worker(settings))
+
+
+async def _run_worker(settings: Settings) -> None:
+    import signal
+
+    from farmstand.app import build_runtime
+
+    runtime = build_runtime(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.start(streams=False, dispatch=True)
+    typer.echo(f"Worker {runtime.dispatcher.name} sending notifications; Ctrl-C to stop.")
+    try:
+        await stop.wait()
+    finally:
+        await runtime.stop()
+    typer.echo("Worker stopped.")
+
+
+@push_app.command("keys")
+def push_keys() -> None:
+    """Generate a VAPID key pair for Web Push and print it as settings."""
+    from farmstand.notifications.channels.push import generate_vapid_keys
+
+    keys = generate_vapid_keys()
+    typer.echo("# Add to the environment (or .env) of every server and worker:")
+    typer.echo(f"FARMSTAND_VAPID_PRIVATE_KEY={keys.private_key}")
+    typer.echo(f"FARMSTAND_VAPID_PUBLIC_KEY={keys.public_key}")
 
 
 @app.command()

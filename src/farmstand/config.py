@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     vapid_private_key: SecretStr | None = None
     vapid_public_key: str | None = None
     vapid_subject: str = "mailto:admin@farmstand.localhost"
+    # Push endpoints must belong to a known push service (else the server could be made to
+    # POST anywhere). Comma-separated host suffixes.
+    push_service_hosts: str = (
+        "fcm.googleapis.com,updates.push.services.mozilla.com,push.services.mozilla.com,"
+        "notify.windows.com,push.apple.com"
+    )
+    push_allow_http: bool = False  # tests with a local push service only
     # Delays and reminders
     scheduler_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 60
     reminder_after_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 2
@@ -171,7 +178,14 @@ class Settings(BaseSettings):
                     f"FARMSTAND_DATA_DIR ({self.data_dir}) cannot keep the development secret: "
                     f"{exc.strerror or exc}"
                 ) from None
-        elif len(self.secret_key.get_secret_value()) < 32:
+        if self.twilio_configured and not (
+            self.twilio_from_number or self.twilio_messaging_service_sid
+        ):
+            raise ValueError(
+                "FARMSTAND_TWILIO_FROM_NUMBER or FARMSTAND_TWILIO_MESSAGING_SERVICE_SID must be "
+                "set with the Twilio account"
+            )
+        if len(self.secret_key.get_secret_value()) < 32:
             raise ValueError("FARMSTAND_SECRET_KEY must be at least 32 characters long")
         return self
 
@@ -182,6 +196,10 @@ class Settings(BaseSettings):
     @property
     def sms_outbox_dir(self) -> Path:
         return self.data_dir / "sms-outbox"
+
+    @property
+    def push_hosts(self) -> list[str]:
+        return [h.strip().lower() for h in self.push_service_hosts.split(",") if h.strip()]
 
     @property
     def twilio_configured(self) -> bool:

@@ -117,6 +117,8 @@ class Database:
         self._write_sessions = async_sessionmaker(write_engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.commit_listeners: list[CommitListener] = []
+        # Copied into every session's ``info``: what use cases need from the app (the notifier).
+        self.session_context: dict[str, Any] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -131,6 +133,7 @@ class Database:
         """One transaction: commit on success, roll back on error, then run after-commit hooks."""
         factory = self._write_sessions if write else self._read_sessions
         async with factory() as session:
+            session.info.update(self.session_context)
             try:
                 yield session
                 await session.commit()

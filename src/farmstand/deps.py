@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -22,6 +22,8 @@ from farmstand.errors import Forbidden, Unauthenticated
 from farmstand.events.bus import EventBus
 from farmstand.events.hub import Hub
 from farmstand.events.relay import Sequencer
+from farmstand.notifications.dispatcher import Dispatcher
+from farmstand.notifications.service import Notifier
 from farmstand.orders.states import Actor, Policy
 
 SESSION_COOKIE = "farmstand_session"
@@ -41,22 +43,37 @@ class Runtime:
     bus: EventBus
     hub: Hub
     sequencer: Sequencer
+    notifier: Notifier
+    dispatcher: Dispatcher
+    _started: list[str] = field(default_factory=list)
 
-    async def start(self) -> None:
-        """Subscribe to the bus, then start the hub and the sequencer (in that order, so no
-        event published after start-up is missed)."""
-        await self.bus.start(self.hub.ingest, self.hub.catch_up)
-        await self.hub.start()
+    async def start(self, *, streams: bool = True, dispatch: bool = True) -> None:
+        """Start the background parts: for live streams, subscribe to the bus before starting
+        the hub (so nothing published after start-up is missed); the sequencer always (it
+        publishes what this process commits); the dispatcher when asked."""
+        if streams:
+            await self.bus.start(self.hub.ingest, self.hub.catch_up)
+            await self.hub.start()
+            self._started.append("streams")
         self.sequencer.start()
         self.db.commit_listeners.append(self.sequencer.on_commit)
+        if dispatch:
+            self.dispatcher.start()
+            self.db.commit_listeners.append(self.dispatcher.on_commit)
+            self._started.append("dispatch")
 
     async def stop(self) -> None:
-        if self.sequencer.on_commit in self.db.commit_listeners:
-            self.db.commit_listeners.remove(self.sequencer.on_commit)
+        for listener in (self.sequencer.on_commit, self.dispatcher.on_commit):
+            if listener in self.db.commit_listeners:
+                self.db.commit_listeners.remove(listener)
+        if "dispatch" in self._started:
+            await self.dispatcher.stop()
         await self.sequencer.stop()
-        await self.hub.close()
+        if "streams" in self._started:
+            await self.hub.close()
         await self.bus.close()
         await self.db.dispose()
+        self._started.clear()
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -64,6 +64,11 @@ class Unprocessable(FarmstandError):
     message = "The request is invalid."
 
 
+class ServiceUnavailable(FarmstandError):
+    status_code = 503
+    message = "This service is not available right now."
+
+
 class TooManyRequests(FarmstandError):
     status_code = 429
     message = "Too many attempts; try again later."

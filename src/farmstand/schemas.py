@@ -6,9 +6,11 @@ import base64
 import binascii
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Annotated, Any, Generic, Literal, TypeVar
+from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 from pydantic.alias_generators import to_camel
 
 from farmstand.errors import Unprocessable
@@ -41,6 +43,19 @@ class CamelInput(BaseModel):
             raise ValueError("must not contain NUL characters")
         return value
 
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _timezone(value: str) -> str:
+    if value not in _zones():
+        raise ValueError("must be an IANA time zone such as Europe/Paris or America/Chicago")
+    return value
+
+
+TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
 
 MoneyOut = Annotated[
     Decimal,

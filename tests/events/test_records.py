@@ -14,8 +14,11 @@ from tests.factories import Factory
 
 async def events_of(factory: Factory, order_id: str) -> list[OrderEvent]:
     async with factory.db.transaction(write=False) as session:
+        # Order events only: in-app notifications about the order travel as events too.
         rows = await session.scalars(
-            select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)
+            select(OrderEvent)
+            .where(OrderEvent.order_id == order_id, OrderEvent.type != EventType.NOTIFICATION)
+            .order_by(OrderEvent.id)
         )
         return list(rows)
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from farmstand.accounts import service
-from farmstand.accounts.schemas import LoginIn, LoginOut, MessageOut, RegisterIn, UserOut
+from farmstand.accounts.schemas import (
+    LoginIn,
+    LoginOut,
+    MessageOut,
+    ProfilePatch,
+    RegisterIn,
+    UserOut,
+)
 from farmstand.deps import SESSION_COOKIE, CurrentAuth, CurrentUser, RuntimeDep, SessionDep
 from farmstand.schemas import ERROR_RESPONSES, Envelope, ok
 
@@ -87,4 +94,15 @@ async def logout(
 
 @router.get("/me", summary="The signed-in user")
 async def me(user: CurrentUser) -> Envelope[UserOut]:
+    return ok(UserOut.model_validate(user))
+
+
+me_router = APIRouter(prefix="/api/me", tags=["auth"], responses=ERROR_RESPONSES)
+
+
+@me_router.patch("", summary="Change your name, phone (E.164) or time zone")
+async def update_me(
+    body: ProfilePatch, user: CurrentUser, session: SessionDep
+) -> Envelope[UserOut]:
+    user = await service.update_profile(session, user, body.model_dump(exclude_unset=True))
     return ok(UserOut.model_validate(user))

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, EmailStr, Field, StringConstraints
 
 from farmstand.accounts.roles import Role
-from farmstand.schemas import CamelInput, CamelModel
+from farmstand.schemas import CamelInput, CamelModel, TimeZone
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
@@ -76,3 +76,11 @@ class NewUser(CamelInput):
     name: Name
     role: Role
     phone: Phone = None
+
+
+class ProfilePatch(CamelInput):
+    """Change your own name, phone (E.164) or time zone; null clears the phone."""
+
+    name: Name | None = None
+    phone: Phone = None
+    timezone: TimeZone | None = None

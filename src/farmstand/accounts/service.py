@@ -224,3 +224,20 @@ async def logout(session: AsyncSession, auth_session: AuthSession) -> None:
         .where(AuthSession.id == auth_session.id, AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+
+
+async def update_profile(session: AsyncSession, user: User, changes: dict[str, object]) -> User:
+    """Apply the fields given (``None`` clears the phone; name and zone can't be cleared)."""
+    from farmstand.errors import Unprocessable
+
+    cleared = [k for k in ("name", "timezone") if k in changes and changes[k] is None]
+    if cleared:
+        raise Unprocessable(
+            "Some fields cannot be cleared.",
+            details=[{"field": k, "message": "may not be null"} for k in cleared],
+        )
+    for key, value in changes.items():
+        setattr(user, key, value)
+    user.updated_at = utcnow()
+    await session.flush()
+    return user

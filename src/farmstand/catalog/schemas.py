@@ -4,30 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
-from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from farmstand.schemas import CamelInput, CamelModel, MoneyIn, MoneyOut
-
-
-def _timezone(value: str) -> str:
-    if value not in _zones():
-        raise ValueError("must be an IANA time zone such as Europe/Paris or America/Chicago")
-    return value
-
-
-_ZONES: set[str] = set()
-
-
-def _zones() -> set[str]:
-    if not _ZONES:
-        _ZONES.update(available_timezones())
-    return _ZONES
-
+from farmstand.schemas import CamelInput, CamelModel, MoneyIn, MoneyOut, TimeZone
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
 Location = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 Instructions = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 Unit = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]

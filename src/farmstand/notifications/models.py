@@ -51,8 +51,9 @@ class OrderNotification(Base):
     __tablename__ = "order_notifications"
     __table_args__ = (
         Index("ix_order_notifications_order_id_created_at", "order_id", "created_at"),
-        Index("ix_order_notifications_user_id_channel_created_at", "user_id", "channel",
-              "created_at"),
+        Index(
+            "ix_order_notifications_user_id_channel_created_at", "user_id", "channel", "created_at"
+        ),
         Index("ix_order_notifications_sent_at", "sent_at"),
         # The dispatcher's claim: due rows by time.
         Index("ix_order_notifications_status_next_attempt_at", "status", "next_attempt_at"),
@@ -103,9 +104,7 @@ class PushSubscription(Base):
     __table_args__ = (UniqueConstraint("endpoint"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    user_id: Mapped[str] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     endpoint: Mapped[str] = mapped_column(String(2000))
     p256dh: Mapped[str] = mapped_column(String(200))
     auth: Mapped[str] = mapped_column(String(100))
@@ -118,13 +117,12 @@ class NotificationResend(Base):
     """A farm asking for an order's latest customer notification to be sent again."""
 
     __tablename__ = "notification_resends"
-    __table_args__ = (Index("ix_notification_resends_order_id_created_at", "order_id",
-                            "created_at"),)
+    __table_args__ = (
+        Index("ix_notification_resends_order_id_created_at", "order_id", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
-    requested_by: Mapped[str | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL")
-    )
+    requested_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     type: Mapped[NotificationType] = mapped_column(_enum(NotificationType))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -84,6 +84,7 @@ async def bulk_status(
         body.status,
         policy=runtime.order_policy,
         reason=body.reason,
+        notify_customer=body.notify_customer,
     )
     return ok(result)
 
@@ -116,6 +117,7 @@ async def change_status(
         policy=runtime.order_policy,
         reason=body.reason,
         expected_version=body.expected_version,
+        notify_customer=body.notify_customer,
     )
     return ok(service.to_out(order, user, runtime.order_policy))
 

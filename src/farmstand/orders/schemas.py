@@ -75,6 +75,10 @@ class OrderIn(CamelInput):
 class StatusIn(CamelInput):
     status: OrderStatus
     reason: Reason | None = None
+    notify_customer: bool = Field(
+        default=True,
+        description="False for a correction: the customer is not notified (kept in history).",
+    )
     expected_version: Annotated[int, Field(ge=1)] | None = Field(
         default=None,
         description="The order version you last saw; a different current version is a 409.",
@@ -105,6 +109,7 @@ class BulkStatusIn(CamelInput):
     order_ids: Annotated[list[Id], Field(min_length=1, max_length=500)]
     status: OrderStatus
     reason: Reason | None = None
+    notify_customer: bool = True
 
 
 class PartyOut(CamelModel):

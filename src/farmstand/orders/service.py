@@ -17,6 +17,7 @@ from farmstand.accounts.roles import Role
 from farmstand.catalog import service as catalog
 from farmstand.db import utcnow
 from farmstand.errors import FarmstandError, Forbidden, Unprocessable
+from farmstand.notifications import service as notifications
 from farmstand.orders import events as order_events
 from farmstand.orders import repository as repo
 from farmstand.orders import states
@@ -234,6 +235,7 @@ async def place_order(
     await session.flush()
     order = await _reload(session, order.id)
     order_events.new_order(session, order, now)
+    await notifications.on_new_order(session, order, now)
     return order
 
 
@@ -279,9 +281,11 @@ async def change_status(
     reason: str | None = None,
     expected_version: int | None = None,
     meta: dict[str, Any] | None = None,
+    notify_customer: bool = True,
     now: datetime | None = None,
 ) -> Order:
-    """Validate against the locked order, then write status, timestamp and history together."""
+    """Validate against the locked order, then write status, timestamp, history, the event and
+    the customer's notifications together."""
     now = now or utcnow()
     order = await get_visible_order(session, user, order_id, lock=True)
     _check_version(order, expected_version)
@@ -301,12 +305,15 @@ async def change_status(
             to_status=change.to_status,
             changed_by=user.id,
             reason=change.reason,
-            meta=meta or {},
+            meta={**(meta or {}), "notifyCustomer": notify_customer},
             created_at=now,
         )
     )
     await _flush_version_checked(session)
     order_events.status_change(session, order, change, user, now)
+    await notifications.on_status_change(
+        session, order, change.to_status, change.reason, notify_customer=notify_customer, now=now
+    )
     return order
 
 
@@ -405,11 +412,15 @@ async def update_details(
         errors.append({"field": "trackingNumber", "message": "a shipped order keeps its number"})
     if errors:
         raise Unprocessable("Some fields cannot be changed on this order.", details=errors)
+    previous_estimate = order.estimated_ready_at
     for key, value in changes.items():
         setattr(order, key, value)
     order.updated_at = now
     await _flush_version_checked(session)
     order_events.order_update(session, order, changes, user, now)
+    new_estimate = changes.get("estimated_ready_at")
+    if previous_estimate and new_estimate and new_estimate > previous_estimate:
+        await notifications.on_estimate_moved_later(session, order, previous_estimate, now)
     return order
 
 
@@ -426,6 +437,7 @@ async def bulk_change_status(
     *,
     policy: Policy,
     reason: str | None,
+    notify_customer: bool = True,
     now: datetime | None = None,
 ) -> BulkResult:
     """Each order through the same validation, in its own savepoint: one failure stays local."""
@@ -443,6 +455,7 @@ async def bulk_change_status(
                     policy=policy,
                     reason=reason,
                     meta={"bulk": True},
+                    notify_customer=notify_customer,
                     now=now,
                 )
         except FarmstandError as exc:

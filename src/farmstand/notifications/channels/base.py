@@ -54,8 +54,9 @@ class SendResult:
 class DeliveryError(Exception):
     """A send that failed. ``permanent`` failures are not retried (a bad number, say)."""
 
-    def __init__(self, message: str, *, permanent: bool = False,
-                 expired_push_targets: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool = False, expired_push_targets: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.expired_push_targets = expired_push_targets

@@ -1,0 +1,26 @@
+"""Reading notification rows back in tests."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from farmstand.notifications.models import OrderNotification
+from tests.factories import Factory
+
+
+async def rows_of(
+    factory: Factory, order_id: str, *, type: str | None = None
+) -> list[OrderNotification]:
+    async with factory.db.transaction(write=False) as session:
+        query = select(OrderNotification).where(OrderNotification.order_id == order_id)
+        if type is not None:
+            query = query.where(OrderNotification.type == type)
+        return list(
+            await session.scalars(
+                query.order_by(OrderNotification.created_at, OrderNotification.channel)
+            )
+        )
+
+
+def by_channel(rows: list[OrderNotification]) -> dict[str, OrderNotification]:
+    return {str(row.channel): row for row in rows}
