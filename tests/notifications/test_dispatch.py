@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,7 +17,7 @@ from farmstand.accounts.roles import Role
 from farmstand.app import create_app
 from farmstand.db import utcnow
 from farmstand.deps import Runtime
-from farmstand.notifications.models import PushSubscription
+from farmstand.notifications.models import OrderNotification, PushSubscription
 from farmstand.orders.states import OrderStatus
 from tests.conftest import make_settings
 from tests.factories import Factory
@@ -274,3 +275,27 @@ async def test_a_notification_is_never_claimed_twice_while_its_lease_holds(world
         later = utcnow() + timedelta(seconds=world.runtime.settings.notification_lease_seconds + 1)
         again = await world.runtime.dispatcher._claim(session, later)
     assert {r.id for r in again} == {r.id for r in claimed}
+
+
+async def test_stopping_a_dispatcher_finishes_and_records_what_it_was_sending(world: World):
+    from farmstand.notifications.channels.factory import make_senders
+    from farmstand.notifications.dispatcher import Dispatcher
+
+    for _ in range(3):
+        await world.factory.order(status=OrderStatus.CONFIRMED)  # 6 emails
+    world.smtp.delay = 0.2
+    settings = world.runtime.settings
+    dispatcher = Dispatcher(world.runtime.db, settings, make_senders(settings))
+    dispatcher.start()
+    for _ in range(100):
+        if world.smtp.messages:
+            break
+        await asyncio.sleep(0.05)
+    # When it is told to stop in the middle of a batch,
+    await dispatcher.stop()
+    # then nothing is left claimed: what went out is recorded as SENT.
+    async with world.runtime.db.transaction(write=False) as session:
+        statuses = list(await session.scalars(
+            select(OrderNotification.status).where(OrderNotification.channel == "EMAIL")))
+    assert "SENDING" not in statuses
+    assert statuses.count("SENT") == len(world.smtp.messages) >= 1

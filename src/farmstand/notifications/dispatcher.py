@@ -70,6 +70,7 @@ class Dispatcher:
         self.name = name or worker_name()
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.scheduler: Any = None  # set by the runtime: delays and reminders
 
@@ -82,9 +83,15 @@ class Dispatcher:
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="notification-dispatcher")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 30) -> None:
+        """Finish the round in flight (so what was sent is recorded), then stop."""
         if self._task is not None:
-            self._task.cancel()
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace)
+            except TimeoutError:
+                self._task.cancel()  # its claims go back to the queue when their lease ends
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for sender in self._senders.values():
@@ -94,7 +101,7 @@ class Dispatcher:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         next_schedule = loop.time()
-        while True:
+        while not self._stopping:
             try:
                 sent = await self.run_once()
                 if self.scheduler is not None and loop.time() >= next_schedule:
@@ -105,6 +112,8 @@ class Dispatcher:
             except Exception:
                 log.exception("notification dispatch failed; retrying")
                 sent = 0
+            if self._stopping:
+                break
             if sent:  # a full batch may mean more is waiting
                 continue
             self._wake.clear()
