@@ -333,3 +333,27 @@ def test_without_a_command_the_help_is_shown() -> None:
     assert "migrate" in result.output
     assert "demo" in result.output
     assert "user" in result.output
+
+
+def test_demo_before_migrate_says_to_migrate_not_a_traceback(cli: Cli) -> None:
+    result = cli("demo")
+    assert result.exit_code == 1
+    assert "run `farmstand migrate` first" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_unreachable_database_is_named_in_one_line(cli: Cli) -> None:
+    cli.env["FARMSTAND_DATABASE_URL"] = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
+    result = cli("user", "create", "--email", "a@example.com", "--name", "A", "--role",
+                 "ADMIN", "--password", PASSWORD)
+    assert result.exit_code == 1
+    assert "Cannot reach the database at postgresql+asyncpg://nobody@127.0.0.1:1/none" in (
+        result.output)
+
+
+def test_the_worker_command_and_push_keys_exist(cli: Cli) -> None:
+    keys = cli("push", "keys")
+    assert keys.exit_code == 0
+    assert "FARMSTAND_VAPID_PRIVATE_KEY=" in keys.output
+    assert "FARMSTAND_VAPID_PUBLIC_KEY=" in keys.output
+    assert cli("worker", "--help").exit_code == 0

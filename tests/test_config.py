@@ -249,3 +249,15 @@ def test_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("FARMSTAND_CANCELLATION_WINDOW_HOURS", "6")
 
     assert load_settings(cancellation_window_hours=3).cancellation_window_hours == 3
+
+
+def test_passwords_in_connection_urls_stay_out_of_the_settings_repr(tmp_path: Path) -> None:
+    settings = load_settings(
+        data_dir=tmp_path,
+        database_url="postgresql+asyncpg://farm:s3cret-pass@db.internal/farmstand",
+        redis_url="redis://:redis-pass@cache:6379/0",
+    )
+    shown = repr(settings)
+    assert "s3cret-pass" not in shown and "redis-pass" not in shown
+    assert "farm:***@db.internal" in shown
+    assert settings.database_url.endswith("farm:s3cret-pass@db.internal/farmstand")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -127,7 +129,8 @@ def demo() -> None:
     from farmstand.demo import load_demo
 
     settings = _settings()
-    created = asyncio.run(load_demo(settings))
+    with _database_errors(settings):
+        created = asyncio.run(load_demo(settings))
     typer.echo("Demo data loaded." if created else "Demo data already present.")
     from farmstand.demo import describe_logins
 
@@ -179,7 +182,8 @@ def user_create(
             typer.echo(f"{field}: {error['msg'].removeprefix('Value error, ')}", err=True)
         raise typer.Exit(2) from None
     settings = _settings()
-    user_id = asyncio.run(_create_user(settings, data))
+    with _database_errors(settings):
+        user_id = asyncio.run(_create_user(settings, data))
     typer.echo(f"Created {data.role.lower()} {data.email} (id {user_id})")
 
 
@@ -202,6 +206,29 @@ async def _create_user(settings: Settings, data: object) -> str:
         raise typer.Exit(1) from None
     finally:
         await runtime.db.dispose()
+
+
+@contextlib.contextmanager
+def _database_errors(settings: Settings) -> Iterator[None]:
+    """Say what is wrong with the database in a sentence, not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        yield
+    except DBAPIError as exc:
+        text = str(exc.orig).lower()
+        if "no such table" in text or ("does not exist" in text and "relation" in text):
+            typer.echo(
+                f"The database at {_safe_url(settings)} has no Farmstand tables yet: run "
+                "`farmstand migrate` first.",
+                err=True,
+            )
+        else:
+            typer.echo(f"Cannot use the database at {_safe_url(settings)}: {exc.orig}", err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:  # refused connection, unknown host, unreadable file
+        typer.echo(f"Cannot reach the database at {_safe_url(settings)}: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _safe_url(settings: Settings) -> str:

@@ -6,7 +6,8 @@ import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -189,6 +190,13 @@ class Settings(BaseSettings):
             raise ValueError("FARMSTAND_SECRET_KEY must be at least 32 characters long")
         return self
 
+    def __repr_args__(self) -> Any:
+        # Passwords inside connection URLs stay out of logs and tracebacks.
+        for name, value in super().__repr_args__():
+            if name in ("database_url", "redis_url") and isinstance(value, str):
+                value = mask_url(value)
+            yield name, value
+
     @property
     def mailbox_dir(self) -> Path:
         return self.data_dir / "mailbox"
@@ -229,6 +237,15 @@ def _local_secret(data_dir: Path) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(secret + "\n")
     return secret
+
+
+def mask_url(url: str) -> str:
+    """``scheme://user:***@host/...`` for a URL with a password; unchanged otherwise."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class SettingsError(Exception):

@@ -8,6 +8,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from farmstand.accounts import service as accounts
@@ -111,8 +112,18 @@ def _same_origin(request: Request, runtime: Runtime) -> bool:
     return f"{parts.scheme}://{parts.netloc}" in allowed
 
 
+# Declared so the OpenAPI document shows both ways to sign in; the token is read below.
+_bearer = HTTPBearer(auto_error=False, description="The token from POST /api/auth/login")
+_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
+                       description="The session cookie set by POST /api/auth/login")
+
+
 async def current_auth(
-    request: Request, session: SessionDep, runtime: RuntimeDep
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    _declared_bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+    _declared_cookie: Annotated[str | None, Depends(_cookie)] = None,
 ) -> tuple[User, AuthSession]:
     token, from_cookie = _token_from(request)
     if token is None:
@@ -137,7 +148,8 @@ def _require(*roles: Role) -> object:
     async def dependency(user: CurrentUser) -> User:
         if user.role not in roles:
             names = " or ".join(role.lower() for role in roles)
-            raise Forbidden(f"Only a {names} can do that.")
+            article = "an" if names[0] in "aeiou" else "a"
+            raise Forbidden(f"Only {article} {names} can do that.")
         return user
 
     return Depends(dependency)

@@ -97,6 +97,8 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     details = []
     for error in exc.errors():
         loc = [str(part) for part in error.get("loc", ())]
+        if error.get("type") == "json_invalid":  # loc holds a character offset, not a field
+            loc = loc[:1]
         details.append(
             {
                 "field": ".".join(loc[1:]) if len(loc) > 1 else ".".join(loc),

@@ -727,3 +727,47 @@ async def test_replies_on_success_are_enveloped(client: httpx.AsyncClient) -> No
     assert_ok(login_reply)
     assert_ok(me)
     assert assert_ok(logout) == {"message": "Signed out."}
+
+
+async def test_passwords_are_taken_exactly_as_typed(client, factory) -> None:  # type: ignore[no-untyped-def]
+    # Given an account whose password starts and ends with spaces
+    response = await client.post(
+        "/api/auth/register",
+        json={"email": "spaces@example.com", "password": "  padded secret  ", "name": "Sam",
+              "role": "CUSTOMER"},
+    )
+    assert response.status_code == 202
+    # Then only the exact password signs in (before, spaces were silently stripped).
+    exact = await client.post("/api/auth/login",
+                              json={"email": "spaces@example.com",
+                                    "password": "  padded secret  "})
+    stripped = await client.post("/api/auth/login",
+                                 json={"email": "spaces@example.com",
+                                       "password": "padded secret"})
+    assert exact.status_code == 200
+    assert stripped.status_code == 401
+
+
+async def test_a_password_of_only_spaces_is_refused(client) -> None:  # type: ignore[no-untyped-def]
+    response = await client.post(
+        "/api/auth/register",
+        json={"email": "blank@example.com", "password": " " * 12, "name": "Sam",
+              "role": "CUSTOMER"},
+    )
+    assert response.status_code == 422
+
+
+async def test_malformed_json_names_the_body_not_a_character_offset(client) -> None:  # type: ignore[no-untyped-def]
+    response = await client.post("/api/auth/login", content=b'{"email": ',
+                                 headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["details"][0]["field"] == "body"
+
+
+async def test_role_refusals_read_naturally(client, factory) -> None:  # type: ignore[no-untyped-def]
+    farmer = await factory.user(Role.FARMER)
+    response = await client.post("/api/orders/bulk-status",
+                                 json={"orderIds": ["x"], "status": "CONFIRMED"},
+                                 headers=await factory.headers(farmer))
+    assert response.status_code == 403
+    assert response.json()["error"] == "Only an admin can do that."

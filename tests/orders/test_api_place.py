@@ -247,3 +247,24 @@ async def test_only_customers_place_orders(
         expect(await place(client, staff, order_body(shop, (shop.carrots, 1))), 403, role)
 
     assert (await stock(client, shop.farm, shop.customer))[shop.carrots.id] == 10
+
+
+async def test_an_order_too_large_for_the_total_column_is_refused_not_a_crash(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    # Given a product at the highest price a product may have
+    customer = await factory.user(Role.CUSTOMER)
+    farm = await factory.farm()
+    product = await factory.product(farm, price="99999999.99", stock=10)
+    # When two are ordered (a total NUMERIC(10, 2) can't hold: a 500 on PostgreSQL before)
+    response = await client.post(
+        "/api/orders",
+        json={"farmId": farm.id, "items": [{"productId": product.id, "quantity": 2}]},
+        headers=await factory.headers(customer),
+    )
+    # Then it is refused with a reason, and no stock is taken
+    assert response.status_code == 422
+    assert "total" in response.json()["error"]
+    products = await client.get(f"/api/farms/{farm.id}/products",
+                                headers=await factory.headers(customer))
+    assert products.json()["data"][0]["stock"] == 10

@@ -29,7 +29,18 @@ def _lower_email(value: str) -> str:
 
 Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(_lower_email)]
 Phone = Annotated[str | None, Field(default=None, max_length=32), AfterValidator(_e164)]
-Password = Annotated[str, Field(min_length=10, max_length=256)]
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be only spaces")
+    return value
+
+
+# Passwords are taken exactly as typed: no stripping (unlike every other text field).
+Password = Annotated[
+    str,
+    StringConstraints(strip_whitespace=False, min_length=10, max_length=256),
+    AfterValidator(_not_blank),
+]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
@@ -45,7 +56,9 @@ class RegisterIn(CamelInput):
 
 class LoginIn(CamelInput):
     email: Annotated[str, Field(min_length=1, max_length=320)]
-    password: Annotated[str, Field(min_length=1, max_length=256)]
+    password: Annotated[
+        str, StringConstraints(strip_whitespace=False, min_length=1, max_length=256)
+    ]
 
 
 class UserOut(CamelModel):

@@ -47,6 +47,8 @@ from farmstand.schemas import Page, decode_cursor, encode_cursor
 # No 0/O, 1/I/L: order numbers are read aloud at the market stall.
 ORDER_NUMBER_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 ORDER_NUMBER_LENGTH = 6
+# What a NUMERIC(10, 2) total can hold.
+MAX_TOTAL = Decimal("99999999.99")
 # Cancelled before anything was prepared: the goods go back on the shelf.
 RESTOCK_FROM = frozenset({OrderStatus.PENDING, OrderStatus.CONFIRMED})
 
@@ -190,6 +192,11 @@ async def place_order(
         for position, (product_id, quantity) in enumerate(quantities.items())
     ]
     total = sum((item.unit_price * item.quantity for item in items), Decimal("0"))
+    if total > MAX_TOTAL:
+        raise Unprocessable(
+            f"An order cannot total more than {MAX_TOTAL:,.2f}; split it into smaller orders.",
+            details=[{"field": "items", "message": "order total too large"}],
+        )
     is_pickup = data.fulfillment_type is FulfillmentType.PICKUP
     for _attempt in range(5):
         order = Order(
