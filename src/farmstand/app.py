@@ -6,9 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from fastapi import FastAPI, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from farmstand import __version__
@@ -33,6 +37,8 @@ from farmstand.notifications.scheduler import Scheduler
 from farmstand.notifications.service import NOTIFIER_KEY, Notifier
 from farmstand.orders.api import router as orders_router
 from farmstand.orders.states import Policy
+
+STATIC_DIR = Path(__file__).parent / "web" / "static"
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -96,7 +102,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Order tracking and fulfilment for farmers' markets.",
         lifespan=lifespan,
+        docs_url=None,  # served below from vendored assets: the servers have no internet
+        redoc_url=None,
     )
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="Farmstand API",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+        )
+
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(auth_router)
