@@ -114,8 +114,11 @@ def _same_origin(request: Request, runtime: Runtime) -> bool:
 
 # Declared so the OpenAPI document shows both ways to sign in; the token is read below.
 _bearer = HTTPBearer(auto_error=False, description="The token from POST /api/auth/login")
-_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
-                       description="The session cookie set by POST /api/auth/login")
+_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description="The session cookie set by POST /api/auth/login",
+)
 
 
 async def current_auth(

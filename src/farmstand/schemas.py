@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from enum import Enum
 from functools import cache
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
 from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 from pydantic.alias_generators import to_camel
+from sqlalchemy import Select, tuple_
 
 from farmstand.errors import Unprocessable
 
@@ -82,6 +85,11 @@ class Page(CamelModel, Generic[T]):
     )
 
 
+def iso_z(value: datetime | None) -> str | None:
+    """A UTC time as the API writes it everywhere: ISO 8601 ending in Z."""
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
 def ok(data: T) -> Envelope[T]:
     return Envelope[T](data=data)
 
@@ -117,3 +125,46 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
             "The cursor is invalid.", details=[{"field": "cursor", "message": "Invalid cursor"}]
         ) from None
     return when, row_id
+
+
+class Dated(Protocol):
+    created_at: datetime
+    id: str
+
+
+D = TypeVar("D", bound=Dated)
+
+
+def split_page(rows: Sequence[D], limit: int) -> tuple[Sequence[D], str | None]:
+    """Given up to ``limit + 1`` rows newest first: the page, and the cursor to the next one."""
+    page = rows[:limit]
+    more = len(rows) > limit
+    return page, encode_cursor(page[-1].created_at, page[-1].id) if more else None
+
+
+def newest_first(
+    query: Select[Any], model: Any, before: tuple[datetime, str] | None, limit: int
+) -> Select[Any]:
+    """Order by (created_at, id) descending, starting below a decoded cursor."""
+    if before is not None:
+        query = query.where(tuple_(model.created_at, model.id) < tuple_(*before))
+    return query.order_by(model.created_at.desc(), model.id.desc()).limit(limit)
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def parse_enum_list(raw: str | None, enum: type[E], field: str) -> list[E]:
+    """A comma-separated query value (``?status=A,B``) as enum members, or a 422 naming it."""
+    if not raw:
+        return []
+    values = []
+    for part in raw.split(","):
+        name = part.strip().upper()
+        if name not in enum.__members__:
+            raise Unprocessable(
+                f"Unknown {field} {part.strip()!r}.",
+                details=[{"field": field, "message": f"one of {', '.join(enum.__members__)}"}],
+            )
+        values.append(enum[name])
+    return values

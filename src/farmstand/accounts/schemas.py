@@ -29,6 +29,8 @@ def _lower_email(value: str) -> str:
 
 Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(_lower_email)]
 Phone = Annotated[str | None, Field(default=None, max_length=32), AfterValidator(_e164)]
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be only spaces")

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from farmstand.db import Database, utcnow
 from farmstand.events.models import EventCounter, EventType, OrderEvent
+from farmstand.schemas import iso_z
 
 NEW_EVENTS_KEY = "farmstand.new_events"
 
@@ -59,7 +60,7 @@ def to_message(event: OrderEvent) -> Message:
         "customerId": event.customer_id,
         "userId": event.user_id,
         "data": event.data,
-        "createdAt": event.created_at.isoformat().replace("+00:00", "Z"),
+        "createdAt": iso_z(event.created_at),
     }
 
 

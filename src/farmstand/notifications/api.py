@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from farmstand.accounts.roles import Role
 from farmstand.deps import AdminUser, CurrentUser, RuntimeDep, SessionDep
-from farmstand.errors import Forbidden, ServiceUnavailable, Unprocessable
+from farmstand.errors import Forbidden, ServiceUnavailable
 from farmstand.notifications import service
 from farmstand.notifications.channels.push import VapidKeyError, vapid_keys
 from farmstand.notifications.models import (
@@ -35,7 +35,14 @@ from farmstand.notifications.schemas import (
     VapidKey,
 )
 from farmstand.orders import service as orders
-from farmstand.schemas import ERROR_RESPONSES, Envelope, decode_cursor, encode_cursor, ok
+from farmstand.schemas import (
+    ERROR_RESPONSES,
+    Envelope,
+    decode_cursor,
+    ok,
+    parse_enum_list,
+    split_page,
+)
 
 router = APIRouter(tags=["notifications"], responses=ERROR_RESPONSES)
 
@@ -186,13 +193,11 @@ async def list_notifications(
         before=decode_cursor(cursor) if cursor else None,
         limit=limit + 1,
     )
-    page = rows[:limit]
+    page, next_cursor = split_page(rows, limit)
     return ok(
         NotificationPage(
             items=[_in_app_out(row) for row in page],
-            next_cursor=encode_cursor(page[-1].created_at, page[-1].id)
-            if len(rows) > limit
-            else None,
+            next_cursor=next_cursor,
             unread_count=await service.unread_count(session, user),
         )
     )
@@ -296,21 +301,6 @@ async def resend(order_id: str, user: CurrentUser, session: SessionDep) -> Envel
 # -- admin ----------------------------------------------------------------------------------
 
 
-def _parse_enum_list(raw: str | None, enum: type, field: str) -> list:  # type: ignore[type-arg]
-    if not raw:
-        return []
-    values = []
-    for part in raw.split(","):
-        name = part.strip().upper()
-        if name not in enum.__members__:
-            raise Unprocessable(
-                f"Unknown {field} {part.strip()!r}.",
-                details=[{"field": field, "message": f"one of {', '.join(enum.__members__)}"}],
-            )
-        values.append(enum[name])
-    return values
-
-
 @router.get("/api/admin/notifications", summary="Notifications across all farms (admin)")
 async def admin_notifications(
     _admin: AdminUser,
@@ -320,8 +310,8 @@ async def admin_notifications(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Envelope[DeliveryPage]:
-    statuses = _parse_enum_list(status_filter, NotificationStatus, "status")
-    channels = _parse_enum_list(channel, NotificationChannel, "channel")
+    statuses = parse_enum_list(status_filter, NotificationStatus, "status")
+    channels = parse_enum_list(channel, NotificationChannel, "channel")
     rows = await service.admin_list(
         session,
         statuses=statuses,
@@ -329,15 +319,8 @@ async def admin_notifications(
         before=decode_cursor(cursor) if cursor else None,
         limit=limit + 1,
     )
-    page = rows[:limit]
-    return ok(
-        DeliveryPage(
-            items=[delivery_out(row) for row in page],
-            next_cursor=encode_cursor(page[-1].created_at, page[-1].id)
-            if len(rows) > limit
-            else None,
-        )
-    )
+    page, next_cursor = split_page(rows, limit)
+    return ok(DeliveryPage(items=[delivery_out(row) for row in page], next_cursor=next_cursor))
 
 
 @router.get("/api/admin/notifications/stats", summary="Notifications per channel and status")

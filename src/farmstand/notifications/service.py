@@ -33,6 +33,7 @@ from farmstand.notifications.models import (
 from farmstand.notifications.preferences import Audience
 from farmstand.notifications.templates import Templates
 from farmstand.orders.models import Order
+from farmstand.schemas import iso_z, newest_first
 
 NOTIFIER_KEY = "farmstand.notifier"
 NEW_NOTIFICATIONS_KEY = "farmstand.new_notifications"
@@ -78,10 +79,6 @@ def notifier_of(session: AsyncSession) -> Notifier:
     if notifier is None:  # a transaction from a Database the app did not set up
         raise RuntimeError("this database session has no notifier; use the app's Database")
     return notifier  # type: ignore[no-any-return]
-
-
-def _to_wire(value: Any) -> Any:
-    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
 
 
 def build_context(
@@ -207,7 +204,7 @@ async def enqueue(
             row.status, row.sent_at, row.next_attempt_at = NotificationStatus.SENT, now, None
         elif channel in prefs.INTERRUPTING and quiet is not None:
             row.next_attempt_at = quiet
-            row.meta = {**row.meta, "quietHoursUntil": _to_wire(quiet)}
+            row.meta = {**row.meta, "quietHoursUntil": iso_z(quiet)}
         session.add(row)
         rows.append(row)
     await session.flush()
@@ -252,8 +249,8 @@ def in_app_json(row: OrderNotification) -> dict[str, Any]:
         "title": row.title,
         "message": row.message,
         "url": row.meta.get("url"),
-        "createdAt": _to_wire(row.created_at),
-        "readAt": _to_wire(row.read_at),
+        "createdAt": iso_z(row.created_at),
+        "readAt": iso_z(row.read_at),
     }
 
 
@@ -294,7 +291,7 @@ async def on_estimate_moved_later(
         order.customer,
         "customer",
         extra={"previous_estimate": prefs.format_local(previous, tz)},
-        meta={"estimate": _to_wire(order.estimated_ready_at), "moved": True},
+        meta={"estimate": iso_z(order.estimated_ready_at), "moved": True},
         now=now,
     )
 
@@ -392,22 +389,13 @@ async def list_in_app(
     before: tuple[datetime, str] | None,
     limit: int,
 ) -> list[OrderNotification]:
-    from sqlalchemy import tuple_
-
     query = select(OrderNotification).where(
         OrderNotification.user_id == user.id,
         OrderNotification.channel == NotificationChannel.IN_APP,
     )
     if unread:
         query = query.where(OrderNotification.read_at.is_(None))
-    if before is not None:
-        query = query.where(
-            tuple_(OrderNotification.created_at, OrderNotification.id) < tuple_(*before)
-        )
-    query = query.order_by(OrderNotification.created_at.desc(), OrderNotification.id.desc()).limit(
-        limit
-    )
-    return list(await session.scalars(query))
+    return list(await session.scalars(newest_first(query, OrderNotification, before, limit)))
 
 
 async def unread_count(session: AsyncSession, user: User) -> int:
@@ -526,21 +514,12 @@ async def admin_list(
     before: tuple[datetime, str] | None,
     limit: int,
 ) -> list[OrderNotification]:
-    from sqlalchemy import tuple_
-
     query = select(OrderNotification)
     if statuses:
         query = query.where(OrderNotification.status.in_(statuses))
     if channel is not None:
         query = query.where(OrderNotification.channel == channel)
-    if before is not None:
-        query = query.where(
-            tuple_(OrderNotification.created_at, OrderNotification.id) < tuple_(*before)
-        )
-    query = query.order_by(OrderNotification.created_at.desc(), OrderNotification.id.desc()).limit(
-        limit
-    )
-    return list(await session.scalars(query))
+    return list(await session.scalars(newest_first(query, OrderNotification, before, limit)))
 
 
 async def admin_retry(
@@ -563,7 +542,7 @@ async def admin_retry(
     row.meta = {
         **row.meta,
         "retriedBy": admin.id,
-        "retriedAt": _to_wire(now),
+        "retriedAt": iso_z(now),
         "previousError": row.last_error,
     }
     await session.flush()

@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from farmstand.deps import AdminUser, CurrentUser, CustomerUser, RuntimeDep, SessionDep
-from farmstand.errors import Unprocessable
 from farmstand.orders import service
 from farmstand.orders.schemas import (
     BulkResult,
@@ -20,24 +19,9 @@ from farmstand.orders.schemas import (
     StatusIn,
 )
 from farmstand.orders.states import OrderStatus
-from farmstand.schemas import ERROR_RESPONSES, Envelope, Page, ok
+from farmstand.schemas import ERROR_RESPONSES, Envelope, Page, ok, parse_enum_list
 
 router = APIRouter(prefix="/api/orders", tags=["orders"], responses=ERROR_RESPONSES)
-
-
-def parse_statuses(raw: str | None) -> list[OrderStatus]:
-    if not raw:
-        return []
-    statuses = []
-    for part in raw.split(","):
-        name = part.strip().upper()
-        if name not in OrderStatus.__members__:
-            raise Unprocessable(
-                f"Unknown status {part.strip()!r}.",
-                details=[{"field": "status", "message": f"one of {', '.join(OrderStatus)}"}],
-            )
-        statuses.append(OrderStatus(name))
-    return statuses
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Place an order (customer)")
@@ -65,7 +49,7 @@ async def list_orders(
         session,
         user,
         farm_id=farm_id,
-        statuses=parse_statuses(status_filter),
+        statuses=parse_enum_list(status_filter, OrderStatus, "status"),
         cursor=cursor,
         limit=limit,
         policy=runtime.order_policy,

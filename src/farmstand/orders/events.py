@@ -12,10 +12,7 @@ from farmstand.events import service as events
 from farmstand.events.models import EventType
 from farmstand.orders.models import Order
 from farmstand.orders.states import TIMESTAMP_FIELDS, StatusChange
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+from farmstand.schemas import iso_z
 
 
 def _camel(name: str) -> str:
@@ -64,8 +61,8 @@ def summary(order: Order) -> dict[str, Any]:
             for item in order.items
         ],
         "pickupLocation": order.pickup_location,
-        "estimatedReadyAt": _iso(order.estimated_ready_at),
-        "createdAt": _iso(order.created_at),
+        "estimatedReadyAt": iso_z(order.estimated_ready_at),
+        "createdAt": iso_z(order.created_at),
         "version": order.version,
     }
 
@@ -89,7 +86,7 @@ def status_change(
             "reason": change.reason,
             "version": order.version,
             "timestamps": {
-                _camel(field): _iso(getattr(order, field))
+                _camel(field): iso_z(getattr(order, field))
                 for field in ("created_at", *TIMESTAMP_FIELDS.values(), "updated_at")
             },
         },
@@ -102,7 +99,7 @@ def order_update(
 ) -> None:
     """``changes`` maps snake_case fields (or "items") to their new values."""
     wire = {
-        _camel(key): _iso(value) if isinstance(value, datetime) else value
+        _camel(key): iso_z(value) if isinstance(value, datetime) else value
         for key, value in changes.items()
     }
     _record(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, select, tuple_, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -14,6 +14,7 @@ from farmstand.accounts.roles import Role
 from farmstand.catalog.models import Farm, Product
 from farmstand.orders.models import Order, OrderItem, OrderStatusHistory
 from farmstand.orders.states import OrderStatus
+from farmstand.schemas import newest_first
 
 
 def _with_parties(query: Select[tuple[Order]]) -> Select[tuple[Order]]:
@@ -67,10 +68,7 @@ async def list_orders(
         query = query.where(Order.farm_id == farm_id)
     if statuses:
         query = query.where(Order.status.in_(statuses))
-    if before is not None:
-        query = query.where(tuple_(Order.created_at, Order.id) < tuple_(*before))
-    query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit)
-    return list((await session.scalars(query)).all())
+    return list((await session.scalars(newest_first(query, Order, before, limit))).all())
 
 
 async def history(session: AsyncSession, order_id: str) -> list[OrderStatusHistory]:

@@ -42,7 +42,7 @@ from farmstand.orders.schemas import (
     ProductRef,
 )
 from farmstand.orders.states import Actor, FulfillmentType, OrderStatus, Policy
-from farmstand.schemas import Page, decode_cursor, encode_cursor
+from farmstand.schemas import Page, decode_cursor, iso_z, split_page
 
 # No 0/O, 1/I/L: order numbers are read aloud at the market stall.
 ORDER_NUMBER_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -270,11 +270,10 @@ async def list_orders(
     rows = await repo.list_orders(
         session, user, farm_id=farm_id, statuses=statuses, before=before, limit=limit + 1
     )
-    page, more = rows[:limit], len(rows) > limit
+    page, next_cursor = split_page(rows, limit)
     now = utcnow()
     return Page[OrderOut](
-        items=[to_out(order, user, policy, now) for order in page],
-        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if more else None,
+        items=[to_out(order, user, policy, now) for order in page], next_cursor=next_cursor
     )
 
 
@@ -368,9 +367,7 @@ async def set_item_prepared(
                     {
                         "id": item.id,
                         "prepared": prepared,
-                        "preparedAt": item.prepared_at.isoformat().replace("+00:00", "Z")
-                        if item.prepared_at
-                        else None,
+                        "preparedAt": iso_z(item.prepared_at),
                     }
                 ]
             },
