@@ -205,7 +205,7 @@ async def _create_user(settings: Settings, data: object) -> str:
         typer.echo(exc.message, err=True)
         raise typer.Exit(1) from None
     finally:
-        await runtime.db.dispose()
+        await runtime.stop()
 
 
 @contextlib.contextmanager

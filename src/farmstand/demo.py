@@ -163,7 +163,7 @@ async def load_demo(settings: Settings, *, now: datetime | None = None) -> bool:
             await _create(session, runtime.passwords, runtime.order_policy, now or utcnow())
             return True
     finally:
-        await runtime.db.dispose()
+        await runtime.stop()
 
 
 async def _create(session, passwords, policy: Policy, now: datetime) -> None:  # type: ignore[no-untyped-def]

@@ -69,6 +69,8 @@ class Runtime:
                 self.db.commit_listeners.remove(listener)
         if "dispatch" in self._started:
             await self.dispatcher.stop()
+        else:
+            await self.dispatcher.close()
         await self.sequencer.stop()
         if "streams" in self._started:
             await self.hub.close()

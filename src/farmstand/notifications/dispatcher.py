@@ -94,6 +94,10 @@ class Dispatcher:
                 self._task.cancel()  # its claims go back to the queue when their lease ends
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.close()
+
+    async def close(self) -> None:
+        """Release the senders' connections (also for a dispatcher that never started)."""
         for sender in self._senders.values():
             with contextlib.suppress(Exception):
                 await sender.close()
