@@ -50,6 +50,16 @@ def build_runtime(settings: Settings) -> Runtime:
     db.session_context[NOTIFIER_KEY] = notifier
     dispatcher = Dispatcher(db, settings, make_senders(settings))
     dispatcher.scheduler = Scheduler(db, settings)
+    sequencer = Sequencer(
+        db,
+        bus,
+        relay_interval=settings.event_relay_interval_seconds,
+        grace=settings.event_relay_grace_seconds,
+        retention=timedelta(days=settings.event_retention_days),
+    )
+    # Whatever this process commits (a server, a worker, the CLI) it publishes itself: events
+    # it wrote are sequenced at once while running, and at the latest when it stops.
+    db.commit_listeners.append(sequencer.on_commit)
     return Runtime(
         settings=settings,
         db=db,
@@ -73,13 +83,7 @@ def build_runtime(settings: Settings) -> Runtime:
             queue_size=settings.sse_queue_size,
             poll_interval=settings.event_poll_interval_seconds,
         ),
-        sequencer=Sequencer(
-            db,
-            bus,
-            relay_interval=settings.event_relay_interval_seconds,
-            grace=settings.event_relay_grace_seconds,
-            retention=timedelta(days=settings.event_retention_days),
-        ),
+        sequencer=sequencer,
         notifier=notifier,
         dispatcher=dispatcher,
     )

@@ -57,16 +57,14 @@ class Runtime:
             await self.hub.start()
             self._started.append("streams")
         self.sequencer.start()
-        self.db.commit_listeners.append(self.sequencer.on_commit)
         if dispatch:
             self.dispatcher.start()
             self.db.commit_listeners.append(self.dispatcher.on_commit)
             self._started.append("dispatch")
 
     async def stop(self) -> None:
-        for listener in (self.sequencer.on_commit, self.dispatcher.on_commit):
-            if listener in self.db.commit_listeners:
-                self.db.commit_listeners.remove(listener)
+        if self.dispatcher.on_commit in self.db.commit_listeners:
+            self.db.commit_listeners.remove(self.dispatcher.on_commit)
         if "dispatch" in self._started:
             await self.dispatcher.stop()
         else:

@@ -58,8 +58,10 @@ class Sequencer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(Exception):
+        try:
             await self.flush()  # what this process committed goes out before it stops
+        except Exception:  # the relay of another process publishes it after its grace
+            log.exception("could not publish this process's last events")
 
     async def flush(self) -> None:
         """Sequence and publish the events this process committed."""
