@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -56,7 +58,11 @@ class RedisBus:
     def __init__(self, url: str, channel: str) -> None:
         import redis.asyncio as redis
 
-        self._redis = redis.from_url(url, health_check_interval=15, socket_keepalive=True)
+        # Named, so `CLIENT LIST` on the Redis server shows which process each connection is.
+        self.client_name = f"farmstand-bus:{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._redis = redis.from_url(
+            url, health_check_interval=15, socket_keepalive=True, client_name=self.client_name
+        )
         self._channel = channel
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
