@@ -26,7 +26,6 @@ from farmstand.config import Settings
 
 log = logging.getLogger(__name__)
 
-AfterCommit = Callable[[], Awaitable[None]]
 # Told about every commit with the committed session's ``info`` (e.g. which events it wrote).
 CommitListener = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -130,7 +129,8 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
-        """One transaction: commit on success, roll back on error, then run after-commit hooks."""
+        """One transaction: commit on success, roll back on error; then tell the commit
+        listeners (the event sequencer, the notification dispatcher) what was committed."""
         factory = self._write_sessions if write else self._read_sessions
         async with factory() as session:
             session.info.update(self.session_context)
@@ -141,25 +141,14 @@ class Database:
                 await session.rollback()
                 raise
             info = dict(session.info)
-        hooks: list[AfterCommit] = info.pop("after_commit", [])
-        for hook in hooks:
-            try:
-                await hook()
-            except Exception:  # the outbox relay retries whatever a hook failed to do
-                log.exception("after-commit hook failed")
         for listener in self.commit_listeners:
             try:
                 await listener(info)
-            except Exception:
+            except Exception:  # the outbox relay retries whatever a listener failed to do
                 log.exception("commit listener failed")
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-
-
-def after_commit(session: AsyncSession, hook: AfterCommit) -> None:
-    """Run ``hook`` once the session's transaction has committed (never if it rolls back)."""
-    session.info.setdefault("after_commit", []).append(hook)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
