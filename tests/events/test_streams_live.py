@@ -199,3 +199,17 @@ async def test_server_shutdown_ends_open_streams(database_url, tmp_path):
             await stream.next(timeout=10)
         await cm.__aexit__(None, None, None)
     assert app.state.runtime.hub.subscriptions() == set()
+
+
+async def test_a_client_that_goes_away_releases_its_subscription(live: Live):
+    user = await live.factory.user()
+    headers = await live.factory.headers(user)
+    for _ in range(3):
+        async with open_stream(live.http, "/api/events", headers) as stream:
+            await stream.next()  # CONNECTED
+            assert live.runtime.hub.subscriptions()
+    for _ in range(100):
+        if not live.runtime.hub.subscriptions():
+            break
+        await asyncio.sleep(0.05)
+    assert live.runtime.hub.subscriptions() == set()
