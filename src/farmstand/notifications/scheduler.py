@@ -4,23 +4,26 @@ with a conditional UPDATE, so with several schedulers running each message goes 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from farmstand.accounts.models import User
 from farmstand.config import Settings
 from farmstand.db import Database, utcnow
-from farmstand.notifications import preferences as prefs
 from farmstand.notifications import service
 from farmstand.notifications.models import NotificationType
 from farmstand.orders import repository as orders_repo
 from farmstand.orders.models import Order
 from farmstand.orders.states import OrderStatus
+from farmstand.schemas import iso_z
 
 log = logging.getLogger(__name__)
 
+Notify = Callable[[AsyncSession, Order], Awaitable[None]]
 NOT_YET_READY = (OrderStatus.PENDING, OrderStatus.CONFIRMED, OrderStatus.PREPARING)
 BATCH = 200
 
@@ -39,26 +42,27 @@ class Scheduler:
             "slot": await self._slot_reminders(now),
         }
 
-    async def _candidates(self, condition: Any) -> list[str]:
+    async def _sweep(self, condition: Any, claim: dict[str, Any], notify: Notify) -> int:
+        """Claim each order matching ``condition`` (setting ``claim`` only if it still
+        matches) and write its notifications in the same transaction; returns how many."""
         async with self._db.transaction(write=False) as session:
-            return list(await session.scalars(select(Order.id).where(condition).limit(BATCH)))
-
-    async def _claim_and_notify(
-        self, order_id: str, condition: Any, values: dict[str, Any], notify: Any
-    ) -> bool:
-        async with self._db.transaction() as session:
-            result = await session.execute(
-                update(Order)
-                .where(Order.id == order_id, condition)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return False  # another scheduler got there first, or the order moved on
-            order = await orders_repo.get_order(session, order_id)
-            assert order is not None
-            await notify(session, order)
-            return True
+            ids = list(await session.scalars(select(Order.id).where(condition).limit(BATCH)))
+        sent = 0
+        for order_id in ids:
+            async with self._db.transaction() as session:
+                result = await session.execute(
+                    update(Order)
+                    .where(Order.id == order_id, condition)
+                    .values(**claim)
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    continue  # another scheduler got there first, or the order moved on
+                order = await orders_repo.get_order(session, order_id)
+                assert order is not None
+                await notify(session, order)
+                sent += 1
+        return sent
 
     async def _late_orders(self, now: datetime) -> int:
         late = and_(
@@ -71,37 +75,40 @@ class Scheduler:
             ),
         )
 
-        async def notify(session: Any, order: Order) -> None:
-            estimate = order.estimated_ready_at
-            await service.enqueue(
-                session,
-                order,
-                NotificationType.ORDER_DELAYED,
-                order.customer,
-                "customer",
-                meta={"estimate": estimate.isoformat() if estimate else None, "late": True},
-                now=now,
-            )
+        async def notify(session: AsyncSession, order: Order) -> None:
+            meta = {"estimate": iso_z(order.estimated_ready_at), "late": True}
             owner = await session.get(User, order.farm.owner_id)
-            await service.enqueue(
-                session,
-                order,
-                NotificationType.ORDER_DELAYED,
-                owner,
-                "farm",
-                meta={"estimate": estimate.isoformat() if estimate else None, "late": True},
-                now=now,
-            )
+            assert owner is not None
+            for recipient, audience in ((order.customer, "customer"), (owner, "farm")):
+                await service.enqueue(
+                    session,
+                    order,
+                    NotificationType.ORDER_DELAYED,
+                    recipient,
+                    audience,
+                    meta=meta,
+                    now=now,
+                )  # type: ignore[arg-type]
 
-        sent = 0
-        for order_id in await self._candidates(late):
-            if await self._claim_and_notify(
-                order_id, late, {"late_notified_for": Order.estimated_ready_at}, notify
-            ):
-                sent += 1
+        sent = await self._sweep(late, {"late_notified_for": Order.estimated_ready_at}, notify)
         if sent:
             log.info("sent delay notices for %d late order(s)", sent)
         return sent
+
+    def _reminder(self, kind: str, now: datetime) -> Notify:
+        async def notify(session: AsyncSession, order: Order) -> None:
+            await service.enqueue(
+                session,
+                order,
+                NotificationType.ORDER_REMINDER,
+                order.customer,
+                "customer",
+                extra={"reminder_kind": kind},
+                meta={"reminder": kind},
+                now=now,
+            )
+
+        return notify
 
     async def _waiting_reminders(self, now: datetime) -> int:
         cutoff = now - self._wait
@@ -110,24 +117,9 @@ class Scheduler:
             Order.ready_at <= cutoff,
             or_(Order.ready_reminder_at.is_(None), Order.ready_reminder_at <= cutoff),
         )
-
-        async def notify(session: Any, order: Order) -> None:
-            await service.enqueue(
-                session,
-                order,
-                NotificationType.ORDER_REMINDER,
-                order.customer,
-                "customer",
-                extra={"reminder_kind": "waiting"},
-                meta={"reminder": "waiting"},
-                now=now,
-            )
-
-        sent = 0
-        for order_id in await self._candidates(waiting):
-            if await self._claim_and_notify(order_id, waiting, {"ready_reminder_at": now}, notify):
-                sent += 1
-        return sent
+        return await self._sweep(
+            waiting, {"ready_reminder_at": now}, self._reminder("waiting", now)
+        )
 
     async def _slot_reminders(self, now: datetime) -> int:
         soon = and_(
@@ -140,26 +132,6 @@ class Scheduler:
                 Order.pickup_reminder_for != Order.estimated_pickup_at,
             ),
         )
-
-        async def notify(session: Any, order: Order) -> None:
-            await service.enqueue(
-                session,
-                order,
-                NotificationType.ORDER_REMINDER,
-                order.customer,
-                "customer",
-                extra={"reminder_kind": "slot"},
-                meta={"reminder": "slot"},
-                now=now,
-            )
-
-        sent = 0
-        for order_id in await self._candidates(soon):
-            if await self._claim_and_notify(
-                order_id, soon, {"pickup_reminder_for": Order.estimated_pickup_at}, notify
-            ):
-                sent += 1
-        return sent
-
-
-__all__ = ["Scheduler", "prefs"]
+        return await self._sweep(
+            soon, {"pickup_reminder_for": Order.estimated_pickup_at}, self._reminder("slot", now)
+        )
