@@ -27,7 +27,7 @@ run: install
 test: install-dev
 	@$(BIN)/ruff check .
 	@$(BIN)/farmstand docs --check
-	@$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+	@$(BIN)/pytest -n auto --cov --cov-report=term $(PYTEST_ARGS)
 
 lint: install-dev
 	@$(BIN)/ruff check .
