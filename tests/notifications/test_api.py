@@ -3,7 +3,7 @@ logs, resends and the admin view, through HTTP."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -65,22 +65,23 @@ async def test_bad_preferences_are_refused_with_422(factory, client, body):
 async def test_quiet_hours_hold_sms_and_push_until_they_end(factory, client):
     customer = await factory.user(phone="+14155550123")
     headers = await factory.headers(customer)
-    # Quiet all day but one minute: whenever the test runs, we're inside them.
+    # Quiet from two hours ago until two hours from now (UTC, the user's zone; the window may
+    # span midnight): whenever the test runs, we're inside them.
     now = datetime.now(UTC)
-    start = f"{(now.hour + 23) % 24:02d}:{now.minute:02d}"
-    end = f"{(now.hour + 23) % 24:02d}:{(now.minute + 1) % 60:02d}"
-    if end < start and now.minute == 59:
-        pytest.skip("clock edge")
+    start = f"{now - timedelta(hours=2):%H:%M}"
+    end = f"{now + timedelta(hours=2):%H:%M}"
     response = await client.put(
         "/api/me/notification-preferences",
-        json={"quietHours": {"start": end, "end": start}},
+        json={"quietHours": {"start": start, "end": end}},
         headers=headers,
     )
-    assert response.json()["data"]["quietHours"] == {"start": end, "end": start}
+    assert response.json()["data"]["quietHours"] == {"start": start, "end": end}
 
     order = await factory.order(status=OrderStatus.READY_FOR_PICKUP, customer=customer)
     rows = by_channel(await rows_of(factory, order.id, type="ORDER_READY"))
-    assert rows["SMS"].next_attempt_at > now  # waits for the end of quiet hours
+    # Waits for the end of quiet hours (HH:MM, so within the minute of now + 2 h).
+    held = rows["SMS"].next_attempt_at - now
+    assert timedelta(hours=1, minutes=58) < held <= timedelta(hours=2)
     assert rows["SMS"].meta["quietHoursUntil"]
     assert rows["EMAIL"].next_attempt_at <= datetime.now(UTC)  # email is not held
 
