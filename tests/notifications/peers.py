@@ -50,7 +50,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from farmstand.config import Settings, load_settings
-from farmstand.notifications.channels.base import Delivery, PushTarget, Recipient
+from farmstand.notifications.channels.base import (
+    Delivery,
+    DeliveryError,
+    PushTarget,
+    Recipient,
+    Sender,
+    SendResult,
+)
 from farmstand.notifications.models import NotificationChannel, NotificationType
 from tests.conftest import TEST_SECRET
 from tests.live import free_port, serve_in_process
@@ -75,6 +82,19 @@ def notification_settings(data_dir: Path, **overrides: Any) -> Settings:
         **overrides,
     }
     return load_settings(**values)
+
+
+async def send_once(sender: Sender, deliveries: list[Delivery]) -> list[SendResult | DeliveryError]:
+    """One batch through a freshly built sender, closed afterwards."""
+    try:
+        return await sender.send_many(deliveries)
+    finally:
+        await sender.close()
+
+
+def failed(result: object) -> DeliveryError:
+    assert isinstance(result, DeliveryError), result
+    return result
 
 
 def make_delivery(

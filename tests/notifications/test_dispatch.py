@@ -295,7 +295,10 @@ async def test_stopping_a_dispatcher_finishes_and_records_what_it_was_sending(wo
     await dispatcher.stop()
     # then nothing is left claimed: what went out is recorded as SENT.
     async with world.runtime.db.transaction(write=False) as session:
-        statuses = list(await session.scalars(
-            select(OrderNotification.status).where(OrderNotification.channel == "EMAIL")))
+        statuses = list(
+            await session.scalars(
+                select(OrderNotification.status).where(OrderNotification.channel == "EMAIL")
+            )
+        )
     assert "SENDING" not in statuses
     assert statuses.count("SENT") == len(world.smtp.messages) >= 1

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from farmstand.config import Settings
-from farmstand.notifications.channels.base import DeliveryError, SendResult
+from farmstand.notifications.channels.base import SendResult
 from farmstand.notifications.channels.email import (
     FileMailboxSender,
     SmtpSender,
@@ -24,9 +24,11 @@ from farmstand.notifications.channels.email import (
 from tests.live import free_port
 from tests.notifications.peers import (
     SmtpPeer,
+    failed,
     make_delivery,
     notification_settings,
     self_signed_tls,
+    send_once,
 )
 
 LINK = "https://farm.example/orders/o-1?from=email"
@@ -50,20 +52,11 @@ def smtp_settings(tmp_path: Path, peer: SmtpPeer | None, **overrides: Any) -> Se
 
 
 async def send(settings: Settings, deliveries: list[Any], **kwargs: Any) -> list[Any]:
-    sender = SmtpSender(settings, **kwargs)
-    try:
-        return await sender.send_many(deliveries)
-    finally:
-        await sender.close()
+    return await send_once(SmtpSender(settings, **kwargs), deliveries)
 
 
 def ok(result: object) -> SendResult:
     assert isinstance(result, SendResult), result
-    return result
-
-
-def failed(result: object) -> DeliveryError:
-    assert isinstance(result, DeliveryError), result
     return result
 
 

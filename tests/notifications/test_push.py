@@ -27,7 +27,13 @@ from farmstand.notifications.channels.push import (
 )
 from farmstand.notifications.models import NotificationChannel, NotificationType
 from tests.live import free_port
-from tests.notifications.peers import PushPeer, make_delivery, notification_settings
+from tests.notifications.peers import (
+    PushPeer,
+    failed,
+    make_delivery,
+    notification_settings,
+    send_once,
+)
 
 KEYS = generate_vapid_keys()
 
@@ -59,16 +65,7 @@ def push_delivery(*targets: PushTarget, **kwargs: Any) -> Any:
 
 
 async def send(settings: Settings, deliveries: list[Any]) -> list[SendResult | DeliveryError]:
-    sender = WebPushSender(settings)
-    try:
-        return await sender.send_many(deliveries)
-    finally:
-        await sender.close()
-
-
-def failed(result: object) -> DeliveryError:
-    assert isinstance(result, DeliveryError), result
-    return result
+    return await send_once(WebPushSender(settings), deliveries)
 
 
 async def test_the_payload_is_encrypted_and_vapid_signed(tmp_path: Path, service: PushPeer) -> None:

@@ -14,7 +14,13 @@ from farmstand.notifications.channels.base import DeliveryError, SendResult
 from farmstand.notifications.channels.sms import MAX_BODY_CHARS, FileOutboxSender, TwilioSender
 from farmstand.notifications.models import NotificationChannel
 from tests.live import free_port
-from tests.notifications.peers import TwilioPeer, make_delivery, notification_settings
+from tests.notifications.peers import (
+    TwilioPeer,
+    failed,
+    make_delivery,
+    notification_settings,
+    send_once,
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +50,7 @@ def sms(**kwargs: Any) -> Any:
 
 
 async def send(settings: Settings, deliveries: list[Any]) -> list[SendResult | DeliveryError]:
-    sender = TwilioSender(settings)
-    try:
-        return await sender.send_many(deliveries)
-    finally:
-        await sender.close()
-
-
-def failed(result: object) -> DeliveryError:
-    assert isinstance(result, DeliveryError), result
-    return result
+    return await send_once(TwilioSender(settings), deliveries)
 
 
 async def test_twilio_gets_the_form_auth_and_idempotency_token(
