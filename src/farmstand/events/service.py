@@ -74,16 +74,6 @@ class Scope:
     users: frozenset[str] = field(default_factory=frozenset)
     everything: bool = False
 
-    def matches(self, message: Message) -> bool:
-        if message.get("userId"):
-            return message["userId"] in self.users
-        return (
-            self.everything
-            or message.get("farmId") in self.farms
-            or message.get("customerId") in self.customers
-            or message.get("orderId") in self.orders
-        )
-
     def where(self) -> Any:
         personal = OrderEvent.user_id.in_(self.users) if self.users else false()
         if self.everything:

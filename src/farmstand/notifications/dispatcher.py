@@ -264,15 +264,6 @@ class Dispatcher:
         now = utcnow()
         expired: list[str] = []
         async with self._db.transaction() as session:
-            attempts = dict(
-                (
-                    await session.execute(
-                        select(OrderNotification.id, OrderNotification.attempts).where(
-                            OrderNotification.id.in_([d.notification_id for d in batch])
-                        )
-                    )
-                ).all()
-            )
             for delivery, result in zip(batch, results, strict=True):
                 mine = and_(
                     OrderNotification.id == delivery.notification_id,
@@ -292,7 +283,9 @@ class Dispatcher:
                     SENT.labels(channel).inc()
                 else:
                     expired += result.expired_push_targets
-                    attempt = attempts.get(delivery.notification_id, 1)
+                    # The claim counted this attempt; a row whose lease ran out and was
+                    # claimed again is not ours to update (see ``mine``).
+                    attempt = int(delivery.context["attempt"])
                     final = result.permanent or attempt >= self._settings.notification_max_attempts
                     values = {"last_error": str(result)[:2000], "lease_until": None}
                     if final:

@@ -159,7 +159,8 @@ async def enqueue(
     if not channels:
         return []
     context = build_context(notifier, order, recipient, audience, extra or {})
-    has_push = bool(
+    # Only a push to send needs to know whether the recipient can receive one.
+    has_push = NotificationChannel.PUSH in channels and bool(
         await session.scalar(
             select(func.count())
             .select_from(PushSubscription)
