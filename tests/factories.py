@@ -19,7 +19,7 @@ from farmstand.catalog.schemas import FarmIn, ProductIn
 from farmstand.deps import Runtime
 from farmstand.orders import service as orders
 from farmstand.orders import states
-from farmstand.orders.models import Order
+from farmstand.orders.records import OrderRecord
 from farmstand.orders.schemas import DeliveryAddress, OrderIn, OrderItemIn, OrderPatch
 from farmstand.orders.states import FulfillmentType, OrderStatus
 
@@ -56,9 +56,17 @@ class Factory:
             )
 
     async def farm(self, owner: User | None = None, **fields: Any) -> Farm:
+        """A farm; its per-customer limits are lifted (tests of other behaviour place many
+        orders for one customer) unless given, as the limit tests do."""
         owner = owner or await self.user(Role.FARMER)
         data = FarmIn(
-            **{"name": f"Farm {next(_counter)}", "pickup_location": "Market stall 1", **fields}
+            **{
+                "name": f"Farm {next(_counter)}",
+                "pickup_location": "Market stall 1",
+                "max_open_orders": 1_000,
+                "max_item_quantity": 10_000,
+                **fields,
+            }
         )
         async with self.db.transaction() as session:
             return await catalog.create_farm(session, owner, data)
@@ -91,7 +99,7 @@ class Factory:
         products: list[Product] | None = None,
         quantity: int = 1,
         placed_at: datetime | None = None,
-    ) -> Order:
+    ) -> OrderRecord:
         """An order walked from PENDING to ``status`` along the shortest allowed path."""
         customer = customer or await self.user(Role.CUSTOMER)
         farm = farm or await self.farm()

@@ -31,8 +31,9 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve_in_process(app: FastAPI) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free port in this event loop; yields its base URL."""
+async def serve_in_process(app: FastAPI, **options: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a free port in this event loop; yields its base URL.
+    ``options``: more uvicorn settings (such as the proxy ones ``farmstand serve`` uses)."""
     port = free_port()
     config = uvicorn.Config(
         app,
@@ -41,9 +42,9 @@ async def serve_in_process(app: FastAPI) -> AsyncIterator[str]:
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=2,
+        **options,
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started or task.done():
@@ -92,6 +93,9 @@ class ServerProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        # Never leave it running: it would go on serving (and sending notifications from) the
+        # database the next tests use.
+        self.stop()
         raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 
-async def test_api_docs_page_loads_its_assets_from_this_server(client) -> None:  # type: ignore[no-untyped-def]
+async def test_api_docs_page_loads_its_assets_from_this_server(client) -> None:
     page = await client.get("/docs")
     assert page.status_code == 200
     assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
@@ -19,5 +19,5 @@ async def test_api_docs_page_loads_its_assets_from_this_server(client) -> None: 
     assert schema.json()["info"]["title"] == "Farmstand"
 
 
-async def test_health_check(client) -> None:  # type: ignore[no-untyped-def]
+async def test_health_check(client) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}

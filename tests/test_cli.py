@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import Result
 from sqlalchemy import func, select
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from farmstand.accounts.models import User
 from farmstand.accounts.passwords import Passwords
@@ -168,7 +167,9 @@ def test_user_create_with_a_taken_email_fails_clearly(migrated_cli: Cli, data_di
     ("options", "field", "hint"),
     [
         ({"email": "not-an-email"}, "email", "email"),
-        ({"password": "short"}, "password", "at least 10 characters"),
+        ({"password": "short"}, "password", "at least 12 characters"),
+        ({"password": "password1234"}, "password", "most common passwords"),
+        ({"password": "ada admin rules"}, "password", "must not contain your name"),
         ({"phone": "12345"}, "phone", "E.164"),
         ({"name": "   "}, "name", "at least 1 character"),
     ],
@@ -182,6 +183,48 @@ def test_user_create_with_bad_input_exits_2_with_a_message(
     assert f"{field}:" in result.stderr
     assert hint in result.stderr
     assert sqlite_rows(data_dir / "farmstand.db", "SELECT COUNT(*) FROM users") == [(0,)]
+
+
+def test_user_create_makes_a_verified_account(migrated_cli: Cli, data_dir: Path) -> None:
+    assert migrated_cli(*create_user_args()).exit_code == 0
+
+    rows = sqlite_rows(data_dir / "farmstand.db", "SELECT email_verified_at FROM users")
+
+    assert rows[0][0] is not None
+
+
+def test_user_disable_ends_sessions_and_enable_restores_sign_in(
+    migrated_cli: Cli, data_dir: Path
+) -> None:
+    assert (
+        migrated_cli(*create_user_args(email="bo@farmstand.example", role="CUSTOMER")).exit_code
+        == 0
+    )
+    db = data_dir / "farmstand.db"
+    (user_id,) = sqlite_rows(db, "SELECT id FROM users")[0]
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO auth_sessions (id, user_id, created_at, expires_at) "
+            "VALUES ('s1', ?, '2026-01-01 00:00:00', '2999-01-01 00:00:00')",
+            (user_id,),
+        )
+
+    disabled = migrated_cli("user", "disable", "Bo@farmstand.example")
+    after_disable = sqlite_rows(db, "SELECT disabled_at FROM users")[0][0]
+    revoked = sqlite_rows(db, "SELECT revoked_at FROM auth_sessions")[0][0]
+    reasons = sqlite_rows(db, "SELECT data FROM order_events WHERE type = 'ACCOUNT_CHANGED'")
+    enabled = migrated_cli("user", "enable", "bo@farmstand.example")
+    unknown = migrated_cli("user", "disable", "nobody@farmstand.example")
+
+    assert disabled.exit_code == 0, disabled.output
+    assert "Disabled bo@farmstand.example" in disabled.stdout
+    assert after_disable is not None
+    assert revoked is not None
+    assert any("disabled" in str(row[0]) for row in reasons)
+    assert enabled.exit_code == 0
+    assert sqlite_rows(db, "SELECT disabled_at FROM users")[0][0] is None
+    assert unknown.exit_code == 1
+    assert "No user with email nobody@farmstand.example" in unknown.stderr
 
 
 def test_user_create_with_an_unknown_role_is_a_usage_error(migrated_cli: Cli) -> None:
@@ -344,11 +387,22 @@ def test_demo_before_migrate_says_to_migrate_not_a_traceback(cli: Cli) -> None:
 
 def test_an_unreachable_database_is_named_in_one_line(cli: Cli) -> None:
     cli.env["FARMSTAND_DATABASE_URL"] = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
-    result = cli("user", "create", "--email", "a@example.com", "--name", "A", "--role",
-                 "ADMIN", "--password", PASSWORD)
+    result = cli(
+        "user",
+        "create",
+        "--email",
+        "a@example.com",
+        "--name",
+        "A",
+        "--role",
+        "ADMIN",
+        "--password",
+        PASSWORD,
+    )
     assert result.exit_code == 1
     assert "Cannot reach the database at postgresql+asyncpg://nobody@127.0.0.1:1/none" in (
-        result.output)
+        result.output
+    )
 
 
 def test_the_worker_command_and_push_keys_exist(cli: Cli) -> None:

@@ -35,7 +35,7 @@ def test_defaults_keep_everything_in_the_data_directory(
     assert settings.database_url == f"sqlite+aiosqlite:///{data_dir / 'farmstand.db'}"
     assert settings.is_sqlite
     assert settings.cancellation_window_hours == 24
-    assert settings.login_max_failures_per_account == 5
+    assert settings.login_free_failures_per_account == 5
     assert settings.base_url == "http://127.0.0.1:8000"
     assert not settings.secure_cookies
     assert (data_dir / SECRET_FILE_NAME).exists()
@@ -55,7 +55,7 @@ def test_environment_variables_with_the_prefix_are_read(
     monkeypatch.setenv("FARMSTAND_DATABASE_URL", "postgresql+asyncpg://farm@db.example:5432/farm")
     monkeypatch.setenv("FARMSTAND_BASE_URL", "https://farm.example/")
     monkeypatch.setenv("FARMSTAND_LOG_LEVEL", "debug")
-    monkeypatch.setenv("FARMSTAND_LOGIN_MAX_FAILURES_PER_ACCOUNT", "9")
+    monkeypatch.setenv("FARMSTAND_LOGIN_FREE_FAILURES_PER_ACCOUNT", "9")
     monkeypatch.setenv("CANCELLATION_WINDOW_HOURS", "99")  # no prefix: ignored
 
     settings = load_settings()
@@ -66,7 +66,7 @@ def test_environment_variables_with_the_prefix_are_read(
     assert settings.base_url == "https://farm.example"
     assert settings.secure_cookies
     assert settings.log_level == "DEBUG"
-    assert settings.login_max_failures_per_account == 9
+    assert settings.login_free_failures_per_account == 9
 
 
 def test_dotenv_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_environment_variable_wins_over_dotenv_file(
         ("FARMSTAND_BASE_URL", "farm.example", "http"),
         ("FARMSTAND_LOG_LEVEL", "LOUD", "DEBUG"),
         ("FARMSTAND_ENVIRONMENT", "staging", "production"),
-        ("FARMSTAND_LOGIN_MAX_FAILURES_PER_ACCOUNT", "0", "greater than or equal to 1"),
+        ("FARMSTAND_LOGIN_FREE_FAILURES_PER_ACCOUNT", "0", "greater than or equal to 1"),
         ("FARMSTAND_SESSION_TTL_HOURS", "-5", "greater than 0"),
         ("FARMSTAND_PASSWORD_HASH_MEMORY_KIB", "8", "64"),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,17 @@ def test_docs_check_command_fails_when_doc_is_stale(monkeypatch: pytest.MonkeyPa
     # Then it fails and says how to fix it
     assert result.exit_code == 1
     assert "stale" in result.output
+
+
+def test_every_image_and_page_a_doc_links_exists() -> None:
+    docs = DOC.parent
+    missing = []
+    for doc in [*docs.glob("*.md"), docs.parent / "README.md"]:
+        text = doc.read_text()
+        links = re.findall(r"\]\(([^)#\s]+)\)", text) + re.findall(r'<img src="([^"]+)"', text)
+        for link in links:
+            if "://" in link or link.startswith("mailto:"):
+                continue
+            if not (doc.parent / link).exists():
+                missing.append(f"{doc.name}: {link}")
+    assert missing == []

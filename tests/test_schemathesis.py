@@ -213,7 +213,7 @@ def _endpoint(context: schemathesis.HookContext) -> tuple[str, str]:
 
 @SCHEMA.hook("flatmap_path_parameters")
 def real_path_ids(
-    context: schemathesis.HookContext, path_parameters: dict[str, Any]
+    context: schemathesis.HookContext, path_parameters: object
 ) -> st.SearchStrategy[Any]:
     if not isinstance(path_parameters, dict):
         return st.just(path_parameters)
@@ -242,9 +242,7 @@ def real_path_ids(
 
 
 @SCHEMA.hook("flatmap_query")
-def real_query_ids(
-    context: schemathesis.HookContext, query: dict[str, Any]
-) -> st.SearchStrategy[Any]:
+def real_query_ids(context: schemathesis.HookContext, query: object) -> st.SearchStrategy[Any]:
     if not isinstance(query, dict):
         return st.just(query)
     seed = _active()

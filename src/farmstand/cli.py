@@ -8,12 +8,15 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from farmstand.accounts.roles import Role
 from farmstand.config import EventBusKind, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from farmstand.accounts.schemas import NewUser
 
 app = typer.Typer(
     help="Farmstand: order tracking and fulfilment for farmers' markets.",
@@ -54,20 +57,49 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
+    from farmstand.observability import multiprocess
+    from farmstand.observability.logs import configure_logging
+
+    metrics_dir = None
+    if workers > 1:
+        # Every process writes its metrics here and a scrape sums them; set before uvicorn
+        # starts the processes, which inherit it. Wiped first: no counts from an earlier run.
+        metrics_dir = multiprocess.prepare(settings.data_dir, port)
+        os.environ[multiprocess.ENV] = str(metrics_dir.resolve())
+    configure_logging(settings)
     typer.echo(
         f"Farmstand on http://{host}:{port} (database: {_safe_url(settings)}, "
         f"event bus: {settings.event_bus}, workers: {workers})"
     )
-    uvicorn.run(
-        "farmstand.app:app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        reload=reload,
-        log_level=settings.log_level.lower(),
-        proxy_headers=True,
-    )
+    try:
+        uvicorn.run(
+            "farmstand.app:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            reload=reload,
+            log_level=settings.log_level.lower(),
+            **proxy_options(settings),
+            # Our request line (farmstand.access) replaces uvicorn's; logging is ours.
+            access_log=False,
+            log_config=None,
+            # uvicorn kills a worker that has not answered its health check in 5 s, which
+            # a busy host (a deploy, a load test) exceeds while a new worker imports the app:
+            # the workers are then killed and restarted in a loop.
+            timeout_worker_healthcheck=60,
+        )
+    finally:
+        if metrics_dir is not None:
+            multiprocess.remove(metrics_dir)
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's proxy settings: X-Forwarded-For/-Proto are believed only from the proxies
+    named in FARMSTAND_TRUSTED_PROXIES; with none, the peer is the client, whatever it sends
+    (uvicorn would otherwise trust 127.0.0.1, or FORWARDED_ALLOW_IPS, by default)."""
+    proxies = settings.trusted_proxy_list
+    return {"proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or None}
 
 
 @app.command()
@@ -83,30 +115,51 @@ async def _run_worker(settings: Settings) -> None:
     import signal
 
     from farmstand.app import build_runtime
+    from farmstand.observability.exporter import ProcessTelemetry
+    from farmstand.observability.logs import configure_logging
+    from farmstand.observability.tracing import configure_tracing
 
+    configure_logging(settings)
+    tracer_provider = configure_tracing(settings, role="worker")
     runtime = build_runtime(settings)
+    telemetry = ProcessTelemetry(
+        runtime.metrics, runtime.db, host=settings.metrics_host, port=settings.worker_metrics_port
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await runtime.start(streams=False, dispatch=True)
+    await telemetry.start()
     typer.echo(f"Worker {runtime.dispatcher.name} sending notifications; Ctrl-C to stop.")
     try:
         await stop.wait()
     finally:
+        await telemetry.stop()
         await runtime.stop()
+        if tracer_provider is not None:
+            await asyncio.to_thread(tracer_provider.shutdown)  # sends the spans still buffered
     typer.echo("Worker stopped.")
+
+
+def _register_bench() -> None:
+    from farmstand.bench.cli import bench
+
+    app.command("bench")(bench)
+
+
+_register_bench()
 
 
 @push_app.command("keys")
 def push_keys() -> None:
     """Generate a VAPID key pair for Web Push and print it as settings."""
-    from farmstand.notifications.channels.push import generate_vapid_keys
+    from farmstand.notifications.channels.vapid import generate_vapid_keys
 
     keys = generate_vapid_keys()
     typer.echo("# Add to the environment (or .env) of every server and worker:")
-    typer.echo(f"FARMSTAND_VAPID_PRIVATE_KEY={keys.private_key}")
-    typer.echo(f"FARMSTAND_VAPID_PUBLIC_KEY={keys.public_key}")
+    for line in keys.env_lines():
+        typer.echo(line)
 
 
 @app.command()
@@ -163,7 +216,10 @@ def user_create(
     name: Annotated[str, typer.Option(help="Display name.")],
     role: Annotated[Role, typer.Option(help="CUSTOMER, FARMER or ADMIN.", case_sensitive=False)],
     password: Annotated[
-        str | None, typer.Option(help="At least 10 characters; prompted for when omitted.")
+        str | None,
+        typer.Option(
+            help="At least 12 characters, not a common password; prompted for when omitted."
+        ),
     ] = None,
     phone: Annotated[str | None, typer.Option(help="E.164, such as +14155550123.")] = None,
 ) -> None:
@@ -187,7 +243,7 @@ def user_create(
     typer.echo(f"Created {data.role.lower()} {data.email} (id {user_id})")
 
 
-async def _create_user(settings: Settings, data: object) -> str:
+async def _create_user(settings: Settings, data: NewUser) -> str:
     from farmstand.accounts import service
     from farmstand.app import build_runtime
     from farmstand.errors import FarmstandError
@@ -198,9 +254,46 @@ async def _create_user(settings: Settings, data: object) -> str:
             user = await service.create_user(
                 session,
                 runtime.passwords,
-                **data.model_dump(),  # type: ignore[attr-defined]
+                **data.model_dump(),
             )
             return user.id
+    except FarmstandError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from None
+    finally:
+        await runtime.stop()
+
+
+@user_app.command("disable")
+def user_disable(email: Annotated[str, typer.Argument(help="The user's sign-in email.")]) -> None:
+    """Disable a user: they cannot sign in, and every session of theirs ends at once."""
+    _set_disabled(email, True)
+    typer.echo(f"Disabled {email.strip().lower()}; their sessions are revoked.")
+
+
+@user_app.command("enable")
+def user_enable(email: Annotated[str, typer.Argument(help="The user's sign-in email.")]) -> None:
+    """Enable a disabled user again (they sign in anew)."""
+    _set_disabled(email, False)
+    typer.echo(f"Enabled {email.strip().lower()}.")
+
+
+def _set_disabled(email: str, disabled: bool) -> None:
+    settings = _settings()
+    with _database_errors(settings):
+        asyncio.run(_change_disabled(settings, email, disabled))
+
+
+async def _change_disabled(settings: Settings, email: str, disabled: bool) -> None:
+    from farmstand.accounts import service
+    from farmstand.app import build_runtime
+    from farmstand.errors import FarmstandError
+
+    runtime = build_runtime(settings)
+    try:
+        async with runtime.db.transaction() as session:
+            user_id = await service.user_id_by_email(session, email)
+            await service.set_disabled(session, user_id, disabled)
     except FarmstandError as exc:
         typer.echo(exc.message, err=True)
         raise typer.Exit(1) from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import ipaddress
 import secrets
 from enum import StrEnum
 from pathlib import Path
@@ -11,6 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from farmstand.files import write_private
 
 SECRET_FILE_NAME = ".farmstand-secret"
 
@@ -30,6 +32,11 @@ class SmtpSecurity(StrEnum):
     NONE = "none"
     STARTTLS = "starttls"
     TLS = "tls"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"  # one readable line per record, for a terminal
+    JSON = "json"  # one JSON object per line, for a log collector
 
 
 class DispatcherMode(StrEnum):
@@ -59,15 +66,57 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     cancellation_window_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24
     session_ttl_hours: Annotated[float, Field(gt=0, le=24 * 90)] = 24 * 7
-    login_max_failures_per_account: Annotated[int, Field(ge=1)] = 5
-    login_max_failures_per_address: Annotated[int, Field(ge=1)] = 20
-    login_failure_window_seconds: Annotated[int, Field(ge=1)] = 15 * 60
-    login_lockout_seconds: Annotated[int, Field(ge=1)] = 15 * 60
+    # Sign-in throttling (docs/security.md): failures are counted per (email, address) pair
+    # and per address; past the free ones each attempt waits a doubling delay, capped.
+    login_free_failures_per_account: Annotated[int, Field(ge=1, le=1000)] = 5
+    login_account_backoff_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 15 * 60
+    login_account_window_seconds: Annotated[int, Field(ge=1)] = 24 * 3600
+    login_free_failures_per_address: Annotated[int, Field(ge=1, le=100_000)] = 100
+    login_address_backoff_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 60
+    login_address_window_seconds: Annotated[int, Field(ge=1)] = 3600
+    login_backoff_base_seconds: Annotated[float, Field(gt=0, le=3600)] = 1
+    # X-Forwarded-For/-Proto are believed only from these peers (IPs or CIDRs, comma-separated).
+    trusted_proxies: str = ""
+    # Email verification and rate limits on account and order requests (per hour windows).
+    email_verification_ttl_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24
+    rate_limit_window_seconds: Annotated[int, Field(ge=1, le=7 * 86400)] = 3600
+    register_limit_per_email: Annotated[int, Field(ge=1)] = 3
+    register_limit_per_address: Annotated[int, Field(ge=1)] = 20
+    verification_resend_limit_per_email: Annotated[int, Field(ge=1)] = 3
+    verification_resend_limit_per_address: Annotated[int, Field(ge=1)] = 10
+    order_limit_per_account: Annotated[int, Field(ge=1)] = 30
+    order_limit_per_address: Annotated[int, Field(ge=1)] = 300
     password_hash_time_cost: Annotated[int, Field(ge=1, le=20)] = 3
     password_hash_memory_kib: Annotated[int, Field(ge=64, le=1024 * 1024)] = 64 * 1024
-    db_pool_size: Annotated[int, Field(ge=1, le=500)] = 10
-    db_max_overflow: Annotated[int, Field(ge=0, le=500)] = 20
+    # Connections per server process, kept open; a request waits at most the timeout for one
+    # and is then refused with 503 and Retry-After (the client retries; nothing was written).
+    db_pool_size: Annotated[int, Field(ge=1, le=500)] = 20
+    db_max_overflow: Annotated[int, Field(ge=0, le=500)] = 0
+    db_pool_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 3
+    # Requests handled at once per process (live streams not counted); past it, 503 at once.
+    max_requests_in_flight: Annotated[int, Field(ge=0, le=100_000)] = 256
+    # How long a signed-in session is trusted without looking at the database again; signing
+    # out, revocation and account changes clear it in every process at once.
+    auth_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 30
+    auth_cache_size: Annotated[int, Field(ge=1, le=10_000_000)] = 50_000
     log_level: str = "INFO"
+    # Request bodies larger than this are refused with 413 before they are read (docs/security.md).
+    max_request_body_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024 * 1024)] = 1024 * 1024
+    # Strict-Transport-Security on replies to https requests; 0 leaves the header out.
+    hsts_max_age_seconds: Annotated[int, Field(ge=0, le=2 * 365 * 86400)] = 365 * 86400
+
+    # Observability (docs/operations.md)
+    log_format: LogFormat = LogFormat.TEXT
+    access_log: bool = True  # one line per request
+    # /metrics on the app's port answers this bearer token (or an admin's session), else 404.
+    metrics_token: SecretStr | None = None
+    # A separate metrics listener without authentication, for a scraper on the same host.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int | None, Field(ge=1, le=65535)] = None  # `farmstand serve`
+    worker_metrics_port: Annotated[int | None, Field(ge=1, le=65535)] = None  # `farmstand worker`
+    # OpenTelemetry traces by OTLP/HTTP, e.g. http://collector:4318 (spans go to /v1/traces).
+    # Unset: off, unless OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set.
+    otlp_endpoint: str | None = None
 
     event_bus: EventBusKind = EventBusKind.MEMORY
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -80,6 +129,9 @@ class Settings(BaseSettings):
     event_relay_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1
     event_relay_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 2
     event_poll_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 1
+    # The garbage collector of `farmstand serve` processes (see farmstand/gc_tuning.py).
+    gc_freeze: bool = True
+    gc_young_threshold: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000
 
     # Notifications: delivery
     dispatcher: DispatcherMode = DispatcherMode.EMBEDDED
@@ -89,6 +141,15 @@ class Settings(BaseSettings):
     notification_max_attempts: Annotated[int, Field(ge=1, le=50)] = 6
     notification_retry_base_seconds: Annotated[float, Field(gt=0, le=86400)] = 30
     notification_retry_max_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600
+    # A message that keeps failing on its own is retried for at least this long (and at least
+    # notification_max_attempts times) before it is FAILED.
+    notification_retry_hours: Annotated[float, Field(ge=0, le=24 * 30)] = 24
+    # A provider-wide failure (unreachable, login refused, 5xx, 429) pauses the channel in
+    # every process: first for the base, doubling on each failed probe, up to the max.
+    notification_pause_base_seconds: Annotated[float, Field(gt=0, le=3600)] = 15
+    notification_pause_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 600
+    # SENT, FAILED and SKIPPED rows older than this are deleted by the dispatcher.
+    notification_retention_days: Annotated[float, Field(gt=0, le=3650)] = 90
     email_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
     sms_concurrency: Annotated[int, Field(ge=1, le=100)] = 8
     push_concurrency: Annotated[int, Field(ge=1, le=100)] = 8
@@ -107,6 +168,9 @@ class Settings(BaseSettings):
     twilio_from_number: str | None = None
     twilio_messaging_service_sid: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
+    # The URL the internet reaches this server at, e.g. https://farmstand.example.com. When set,
+    # each SMS asks Twilio for delivery reports at <public_base_url>/api/webhooks/twilio/status.
+    public_base_url: str | None = None
     # Web Push (VAPID): generated into <data_dir>/.farmstand-vapid.json in development
     vapid_private_key: SecretStr | None = None
     vapid_public_key: str | None = None
@@ -122,6 +186,9 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 60
     reminder_after_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 2
     reminder_before_pickup_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 60
+    # How long the unsubscribe link in an email works (it also ends once used, or when the
+    # user changes their notification settings or email address).
+    unsubscribe_link_days: Annotated[float, Field(gt=0, le=3650)] = 60
     # A farm resending a notification
     resend_min_interval_seconds: Annotated[float, Field(ge=0, le=86400)] = 300
     resend_max_per_day: Annotated[int, Field(ge=1, le=100)] = 5
@@ -156,6 +223,51 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (make one: openssl rand -hex 32)")
+        return value
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _otlp_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (OTLP over HTTP)")
+        return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network (such as 10.0.0.5 or 10.0.0.0/8)"
+                ) from None
+        return ",".join(items)
 
     @field_validator("log_level")
     @classmethod
@@ -210,6 +322,10 @@ class Settings(BaseSettings):
         return [h.strip().lower() for h in self.push_service_hosts.split(",") if h.strip()]
 
     @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [item for item in self.trusted_proxies.split(",") if item]
+
+    @property
     def twilio_configured(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
 
@@ -233,9 +349,9 @@ def _local_secret(data_dir: Path) -> str:
         return existing
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secret + "\n")
+    # A new file, 0600 whatever the umask, renamed over any old one (an empty or short file
+    # left with a wider mode does not keep that mode).
+    write_private(path, (secret + "\n").encode())
     return secret
 
 

@@ -12,8 +12,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from farmstand.accounts.models import User
+from farmstand.accounts.passwords import Passwords
 from farmstand.accounts.roles import Role
 from farmstand.accounts.service import create_user
 from farmstand.app import build_runtime
@@ -25,7 +27,7 @@ from farmstand.orders import service as orders
 from farmstand.orders.schemas import DeliveryAddress, OrderIn, OrderItemIn, OrderPatch
 from farmstand.orders.states import FulfillmentType, OrderStatus, Policy
 
-DEMO_PASSWORD = "farmstand-demo"
+DEMO_PASSWORD = "sunny-market-morning"
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,14 @@ FARMS = (
         pickup_location="Saturday Market, stall 12",
         pickup_instructions="Give your order number at the green tent.",
         timezone="America/Los_Angeles",
+        max_open_orders=10,  # regulars pre-order for several markets ahead
     ),
     FarmIn(
         name="Hillside Orchard",
         pickup_location="Hillside barn, 44 Orchard Lane",
         pickup_instructions="Ring the bell by the barn door.",
         timezone="America/Los_Angeles",
+        max_open_orders=10,
     ),
 )
 PRODUCTS = (
@@ -166,7 +170,9 @@ async def load_demo(settings: Settings, *, now: datetime | None = None) -> bool:
         await runtime.stop()
 
 
-async def _create(session, passwords, policy: Policy, now: datetime) -> None:  # type: ignore[no-untyped-def]
+async def _create(
+    session: AsyncSession, passwords: Passwords, policy: Policy, now: datetime
+) -> None:
     rng = random.Random(2026)
     users: dict[str, User] = {}
     for spec in (ADMIN, *FARMERS, *CUSTOMERS):
@@ -182,8 +188,8 @@ async def _create(session, passwords, policy: Policy, now: datetime) -> None:  #
         )
     admin = users[ADMIN.email]
     farms = []
-    for farmer, farm_in, catalogue in zip(FARMERS, FARMS, PRODUCTS, strict=True):
-        farmer_user = users[farmer.email]
+    for farmer_spec, farm_in, catalogue in zip(FARMERS, FARMS, PRODUCTS, strict=True):
+        farmer_user = users[farmer_spec.email]
         farm = await catalog.create_farm(session, farmer_user, farm_in)
         products = [
             await catalog.create_product(

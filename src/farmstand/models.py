@@ -8,6 +8,7 @@ from farmstand.notifications.models import (
     NotificationPreference,
     NotificationResend,
     OrderNotification,
+    OrderReminder,
     PushSubscription,
 )
 from farmstand.orders.models import Order, OrderItem, OrderStatusHistory
@@ -24,6 +25,7 @@ __all__ = [
     "OrderEvent",
     "OrderItem",
     "OrderNotification",
+    "OrderReminder",
     "OrderStatusHistory",
     "Product",
     "PushSubscription",

@@ -12,9 +12,18 @@ from functools import cache
 from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 from sqlalchemy import Select, tuple_
+from starlette.responses import Response
 
 from farmstand.errors import Unprocessable
 
@@ -64,7 +73,6 @@ MoneyOut = Annotated[
     Decimal,
     PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="always"),
 ]
-MoneyIn = Annotated[Decimal, Field(ge=0, le=Decimal("99999999.99"), decimal_places=2)]
 
 
 class Envelope(BaseModel, Generic[T]):
@@ -94,6 +102,27 @@ def ok(data: T) -> Envelope[T]:
     return Envelope[T](data=data)
 
 
+class JSONBody(Response):
+    media_type = "application/json"
+
+
+_LISTS: dict[type[Any], TypeAdapter[Any]] = {}
+
+
+def ok_json(data: BaseModel | list[Any], status_code: int = 200) -> Response:
+    """The success envelope, serialized once by pydantic (hot routes; their ``response_model``
+    keeps the documented shape). FastAPI would validate the returned model again first."""
+    if isinstance(data, BaseModel):
+        body = data.model_dump_json(by_alias=True)
+    else:
+        kind = type(data[0]) if data else BaseModel
+        adapter = _LISTS.get(kind)
+        if adapter is None:
+            adapter = _LISTS[kind] = TypeAdapter(list[kind])  # type: ignore[valid-type]
+        body = adapter.dump_json(data, by_alias=True).decode()
+    return JSONBody(f'{{"success":true,"data":{body}}}', status_code=status_code)
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorEnvelope, "description": description}
     for code, description in {
@@ -104,6 +133,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         409: "Conflicts with the current state, or lost a race",
         422: "Invalid body or parameters",
         429: "Too many attempts",
+        503: "Busy: nothing was done; try again after Retry-After seconds",
     }.items()
 }
 
@@ -128,8 +158,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 class Dated(Protocol):
-    created_at: datetime
-    id: str
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def id(self) -> str: ...
 
 
 D = TypeVar("D", bound=Dated)
