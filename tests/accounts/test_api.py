@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,9 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from farmstand.accounts import service as accounts
 from farmstand.accounts.models import AuthSession
@@ -22,16 +24,19 @@ from farmstand.app import create_app
 from farmstand.db import utcnow
 from farmstand.deps import SESSION_COOKIE
 from farmstand.errors import TooManyRequests, Unauthenticated
+from tests import services
+from tests.accounts.helpers import mails_to, register_and_verify
 from tests.conftest import TEST_SECRET, make_settings
 from tests.factories import PASSWORD, Factory
 
 NEW_PASSWORD = "a brand new passphrase"
+ANNS_PASSWORD = "my long orchard passphrase"
 
 
 def register_body(**fields: Any) -> dict[str, Any]:
     return {
         "email": "ann@example.com",
-        "password": "ann's long passphrase",
+        "password": ANNS_PASSWORD,
         "name": "Ann Smith",
         "role": "CUSTOMER",
         **fields,
@@ -53,7 +58,7 @@ def assert_error(response: httpx.Response, status: int) -> dict[str, Any]:
     assert set(body) <= {"success", "error", "details"}
     assert isinstance(body["error"], str)
     assert body["error"]
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def error_fields(body: dict[str, Any]) -> set[str]:
@@ -74,7 +79,7 @@ async def app_client(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Factory, FastAPI]]:
     """An app built with overridden settings, and a client connecting from ``address``."""
     application = create_app(make_settings(database_url, tmp_path, **overrides))
-    async with LifespanManager(application):
+    async with services.lifespan(application):
         transport = httpx.ASGITransport(app=application, client=(address, 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http, Factory(application.state.runtime, http), application
@@ -91,13 +96,20 @@ def second_client(app: FastAPI, address: str = "127.0.0.1") -> httpx.AsyncClient
 
 @pytest.mark.parametrize("role", ["CUSTOMER", "FARMER"])
 async def test_customer_or_farmer_can_register_then_sign_in(
-    client: httpx.AsyncClient, role: str
+    client: httpx.AsyncClient, factory: Factory, role: str
 ) -> None:
     response = await client.post("/api/auth/register", json=register_body(role=role))
     data = assert_ok(response, 202)
     assert "message" in data
+    # No account until the emailed link is used
+    assert (await login(client, "ann@example.com", ANNS_PASSWORD)).status_code == 401
 
-    user = assert_ok(await login(client, "ann@example.com", "ann's long passphrase"))["user"]
+    (mail,) = await mails_to(factory, "ann@example.com")
+    assert mail.verify_path is not None
+    verified = await client.post(mail.verify_path)
+
+    assert "sign in" in assert_ok(verified)["message"]
+    user = assert_ok(await login(client, "ann@example.com", ANNS_PASSWORD))["user"]
     assert user["role"] == role
     assert user["name"] == "Ann Smith"
 
@@ -107,7 +119,7 @@ async def test_nobody_can_register_as_admin(client: httpx.AsyncClient) -> None:
 
     body = assert_error(response, 422)
     assert "role" in error_fields(body)
-    assert (await login(client, "ann@example.com", "ann's long passphrase")).status_code == 401
+    assert (await login(client, "ann@example.com", ANNS_PASSWORD)).status_code == 401
 
 
 async def test_register_reply_is_the_same_for_new_and_taken_email(
@@ -140,11 +152,11 @@ async def test_registering_a_taken_email_does_not_change_that_account(
 
 
 async def test_email_is_stored_lower_case_and_sign_in_ignores_case(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, factory: Factory
 ) -> None:
-    await client.post("/api/auth/register", json=register_body(email="Ann.Smith@Example.COM"))
+    await register_and_verify(client, factory, register_body(email="Ann.Smith@Example.COM"))
 
-    user = assert_ok(await login(client, "ANN.SMITH@example.com", "ann's long passphrase"))
+    user = assert_ok(await login(client, "ANN.SMITH@example.com", ANNS_PASSWORD))
     assert user["user"]["email"] == "ann.smith@example.com"
 
 
@@ -154,6 +166,7 @@ async def test_email_is_stored_lower_case_and_sign_in_ignores_case(
         ({"email": "not-an-email"}, "email"),
         ({"email": ""}, "email"),
         ({"password": "short"}, "password"),
+        ({"password": "aaaaaaaaaa"}, "password"),
         ({"password": "x" * 257}, "password"),
         ({"phone": "12345"}, "phone"),
         ({"phone": "call me maybe"}, "phone"),
@@ -179,10 +192,10 @@ async def test_registration_missing_fields_names_each_of_them(client: httpx.Asyn
     assert error_fields(body) >= {"email", "password", "name", "role"}
 
 
-async def test_phone_is_normalised_to_e164(client: httpx.AsyncClient) -> None:
-    await client.post("/api/auth/register", json=register_body(phone="+1 (415) 555-0123"))
+async def test_phone_is_normalised_to_e164(client: httpx.AsyncClient, factory: Factory) -> None:
+    await register_and_verify(client, factory, register_body(phone="+1 (415) 555-0123"))
 
-    user = assert_ok(await login(client, "ann@example.com", "ann's long passphrase"))["user"]
+    user = assert_ok(await login(client, "ann@example.com", ANNS_PASSWORD))["user"]
     assert user["phone"] == "+14155550123"
 
 
@@ -297,7 +310,7 @@ async def test_login_with_missing_fields_is_a_validation_error(
 @pytest.mark.parametrize(
     "credentials",
     [
-        {"email": "ann\u0000@example.com", "password": "ann's long passphrase"},
+        {"email": "ann\u0000@example.com", "password": ANNS_PASSWORD},
         {"email": "ann@example.com", "password": "ann's\u0000 long passphrase"},
     ],
 )
@@ -399,9 +412,50 @@ async def test_expired_session_is_refused(client: httpx.AsyncClient, factory: Fa
             .where(AuthSession.user_id == user.id)
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
+    # Changed behind the app's back: seen once the cached check ages out (auth_cache_seconds).
+    factory.runtime.auth.cache.clear()
 
     body = assert_error(await client.get("/api/auth/me", headers=headers), 401)
     assert "sign in again" in body["error"].lower()
+
+
+async def test_a_cached_session_still_ends_at_its_expiry(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    user = await factory.user()
+    headers = await factory.headers(user)
+    assert_ok(await client.get("/api/auth/me", headers=headers))  # now cached
+    # The session reaches its expiry while cached (as if time passed): the cache checks the
+    # session's own expiry on every request and does not serve it.
+    expired = utcnow() - timedelta(seconds=1)
+    async with factory.db.transaction() as session:
+        await session.execute(
+            update(AuthSession).where(AuthSession.user_id == user.id).values(expires_at=expired)
+        )
+    mine = [e for e in factory.runtime.auth.cache._entries.values() if e.principal.id == user.id]
+    assert mine
+    for entry in mine:
+        entry.principal = dataclasses.replace(entry.principal, session_expires_at=expired)
+
+    assert_error(await client.get("/api/auth/me", headers=headers), 401)
+
+
+async def test_a_session_changed_in_the_database_is_seen_after_the_cache_ttl(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with app_client(database_url, tmp_path, auth_cache_seconds=0.2) as (client, factory, _):
+        user = await factory.user()
+        headers = await factory.headers(user)
+        assert_ok(await client.get("/api/auth/me", headers=headers))
+        async with factory.db.transaction() as session:
+            await session.execute(
+                update(AuthSession)
+                .where(AuthSession.user_id == user.id)
+                .values(revoked_at=utcnow())
+            )
+        await asyncio.sleep(0.3)
+
+        assert_error(await client.get("/api/auth/me", headers=headers), 401)
 
 
 async def test_session_past_its_ttl_is_refused(factory: Factory) -> None:
@@ -409,9 +463,11 @@ async def test_session_past_its_ttl_is_refused(factory: Factory) -> None:
     token = await factory.token(user)
     later = utcnow() + timedelta(seconds=factory.runtime.signer.max_age_seconds + 60)
 
+    session_id = factory.runtime.signer.unsign(token)
+    assert session_id is not None
     async with factory.db.transaction(write=False) as session:
         with pytest.raises(Unauthenticated):
-            await accounts.authenticate(session, factory.runtime.signer, token, now=later)
+            await accounts.authenticate(session, session_id, now=later)
 
 
 async def test_cookie_post_from_a_foreign_origin_is_refused(
@@ -470,70 +526,167 @@ async def test_bearer_post_is_not_subject_to_the_origin_check(
 
 # Throttling
 
+OWNER = "owner@example.com"
 
-async def test_account_is_locked_after_too_many_failures_even_with_the_right_password(
+
+async def attempt(
+    factory: Factory, email: str, password: str, *, at: datetime, address: str | None
+) -> accounts.SignedIn:
+    runtime = factory.runtime
+    return await accounts.login(
+        runtime.db,
+        runtime.passwords,
+        runtime.signer,
+        runtime.throttle,
+        email=email,
+        password=password,
+        address=address,
+        user_agent="tests",
+        now=at,
+    )
+
+
+async def test_wrong_guesses_from_elsewhere_never_lock_the_owner_out(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with app_client(
+        database_url, tmp_path, address="203.0.113.7", login_free_failures_per_account=3
+    ) as (attacker, factory, application):
+        admin = await factory.user(Role.ADMIN, email=OWNER)
+        guesses = [await login(attacker, OWNER, "wrong password") for _ in range(8)]
+        async with second_client(application, address="198.51.100.9") as owner:
+            signed_in = await login(owner, OWNER)
+
+    statuses = [r.status_code for r in guesses]
+    assert statuses[:3] == [401, 401, 401]
+    assert set(statuses[3:]) == {429}
+    assert int(guesses[-1].headers["retry-after"]) >= 1
+    assert "try again" in guesses[-1].json()["error"].lower()
+    assert assert_ok(signed_in)["user"]["id"] == admin.id
+
+
+async def test_failures_make_the_same_pair_wait_longer_and_longer(
     database_url: str, tmp_path: Path
 ) -> None:
     async with app_client(
         database_url,
         tmp_path,
-        login_max_failures_per_account=3,
-        login_max_failures_per_address=100,
-        login_lockout_seconds=600,
-    ) as (client, factory, _):
-        victim = await factory.user(email="victim@example.com")
-        other = await factory.user(email="other@example.com")
-        failures = [await login(client, victim.email, "wrong password") for _ in range(3)]
-        locked = await login(client, victim.email)
-        locked_other_case = await login(client, "VICTIM@example.com")
-        unaffected = await login(client, other.email)
-        for _ in range(3):
-            await login(client, "nobody@example.com", "wrong password")
-        unknown_locked = await login(client, "nobody@example.com", "wrong password")
+        login_free_failures_per_account=2,
+        login_backoff_base_seconds=10,
+        login_account_backoff_max_seconds=40,
+    ) as (_client, factory, _):
+        user = await factory.user(email=OWNER)
+        t0 = utcnow()
+        here = "192.0.2.1"
+        waits: list[str] = []
 
-    assert [r.status_code for r in failures] == [401, 401, 401]
-    body = assert_error(locked, 429)
-    assert 0 < int(locked.headers["retry-after"]) <= 600
-    assert "try again" in body["error"].lower()
-    assert locked_other_case.status_code == 429
-    assert assert_ok(unaffected)["user"]["id"] == other.id
-    # An unknown email locks the same way, so the lock does not tell who has an account.
-    assert unknown_locked.status_code == 429
-    assert unknown_locked.json() == locked.json()
+        async def wrong(seconds: float) -> None:
+            with pytest.raises(Unauthenticated):
+                await attempt(
+                    factory,
+                    OWNER,
+                    "wrong password",
+                    at=t0 + timedelta(seconds=seconds),
+                    address=here,
+                )
+
+        async def refused(password: str, seconds: float) -> None:
+            with pytest.raises(TooManyRequests) as refusal:
+                await attempt(
+                    factory, OWNER, password, at=t0 + timedelta(seconds=seconds), address=here
+                )
+            assert refusal.value.retry_after is not None
+            waits.append(str(refusal.value.retry_after))
+
+        await wrong(0)
+        await wrong(0)  # the second free failure: a 10 s wait starts
+        await refused(PASSWORD, 1)  # even the right password waits (for this pair only)
+        await wrong(10)  # then 20 s
+        await refused("wrong password", 11)
+        await wrong(30)  # then 40 s, the cap
+        await refused("wrong password", 31)
+        await wrong(70)  # and 40 s again
+        await refused("wrong password", 71)
+        signed_in = await attempt(
+            factory, OWNER, PASSWORD, at=t0 + timedelta(seconds=110), address=here
+        )
+        # A success forgets the failures: the next mistake costs nothing.
+        await wrong(111)
+        again = await attempt(
+            factory, OWNER, PASSWORD, at=t0 + timedelta(seconds=111), address=here
+        )
+
+    assert waits == ["9", "19", "39", "39"]
+    assert signed_in.user.id == user.id
+    assert again.user.id == user.id
 
 
-async def test_address_is_locked_after_too_many_failures_across_accounts(
+async def test_parallel_wrong_guesses_are_counted_before_the_password_check(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with app_client(database_url, tmp_path, login_free_failures_per_account=5) as (
+        client,
+        factory,
+        _,
+    ):
+        await factory.user(email=OWNER)
+        passwords = factory.runtime.passwords
+        checked = 0
+        real_verify = passwords.verify
+
+        async def counting_verify(password_hash: str | None, password: str) -> bool:
+            nonlocal checked
+            checked += 1
+            return await real_verify(password_hash, password)
+
+        passwords.verify = counting_verify  # type: ignore[method-assign]
+        replies = await asyncio.gather(
+            *(login(client, OWNER, f"wrong password {n}") for n in range(12))
+        )
+
+    statuses = sorted(r.status_code for r in replies)
+    assert checked <= 5
+    assert statuses == [401] * checked + [429] * (12 - checked)
+
+
+async def test_many_failures_from_one_address_only_slow_it_down_briefly(
     database_url: str, tmp_path: Path
 ) -> None:
     async with app_client(
         database_url,
         tmp_path,
-        address="203.0.113.7",
-        login_max_failures_per_account=100,
-        login_max_failures_per_address=3,
-        login_lockout_seconds=300,
-    ) as (client, factory, application):
-        user = await factory.user()
-        for n in range(3):
-            assert (await login(client, f"guess{n}@example.com", "wrong")).status_code == 401
-        from_same_address = await login(client, user.email)
-        async with second_client(application, address="198.51.100.9") as elsewhere:
-            from_elsewhere = await login(elsewhere, user.email)
+        login_free_failures_per_address=20,
+        login_address_backoff_max_seconds=30,
+    ) as (_client, factory, _):
+        user = await factory.user(email=OWNER)
+        t0 = utcnow()
+        shared = "203.0.113.50"  # a market's Wi-Fi: many people behind one address
+        for n in range(25):
+            with contextlib.suppress(Unauthenticated, TooManyRequests):
+                await attempt(
+                    factory, f"guess{n}@example.com", "wrong password", at=t0, address=shared
+                )
+        with pytest.raises(TooManyRequests) as slowed:
+            await attempt(factory, OWNER, PASSWORD, at=t0, address=shared)
+        signed_in = await attempt(
+            factory, OWNER, PASSWORD, at=t0 + timedelta(seconds=31), address=shared
+        )
+        elsewhere = await attempt(factory, OWNER, PASSWORD, at=t0, address="198.51.100.9")
 
-    assert_error(from_same_address, 429)
-    assert 0 < int(from_same_address.headers["retry-after"]) <= 300
-    assert assert_ok(from_elsewhere)["user"]["id"] == user.id
+    assert slowed.value.retry_after is not None
+    assert 0 < slowed.value.retry_after <= 30
+    assert signed_in.user.id == user.id
+    assert elsewhere.user.id == user.id
 
 
-async def test_successful_sign_in_resets_the_account_failure_count(
+async def test_successful_sign_in_resets_the_failure_count(
     database_url: str, tmp_path: Path
 ) -> None:
-    async with app_client(
-        database_url,
-        tmp_path,
-        login_max_failures_per_account=3,
-        login_max_failures_per_address=100,
-    ) as (client, factory, _):
+    async with app_client(database_url, tmp_path, login_free_failures_per_account=3) as (
+        client,
+        factory,
+        _,
+    ):
         user = await factory.user()
         statuses = []
         for password in ["bad", "bad", PASSWORD, "bad", "bad", PASSWORD]:
@@ -542,74 +695,86 @@ async def test_successful_sign_in_resets_the_account_failure_count(
     assert statuses == [401, 401, 200, 401, 401, 200]
 
 
-async def test_account_lock_expires_after_the_lockout(database_url: str, tmp_path: Path) -> None:
+async def test_throttling_an_unknown_email_looks_like_throttling_a_real_one(
+    database_url: str, tmp_path: Path
+) -> None:
     async with app_client(
-        database_url,
-        tmp_path,
-        login_max_failures_per_account=2,
-        login_lockout_seconds=60,
-        login_failure_window_seconds=60,
-    ) as (_client, factory, _):
-        user = await factory.user()
-        runtime = factory.runtime
-        t0 = utcnow()
+        database_url, tmp_path, login_free_failures_per_account=2, login_backoff_base_seconds=60
+    ) as (client, factory, _):
+        await factory.user(email=OWNER)
+        for email in (OWNER, "nobody@example.com"):
+            for _ in range(2):
+                await login(client, email, "wrong password")
+        real = await login(client, OWNER, "wrong password")
+        unknown = await login(client, "nobody@example.com", "wrong password")
 
-        async def attempt(password: str, seconds: float) -> accounts.SignedIn:
-            return await accounts.login(
-                runtime.db,
-                runtime.passwords,
-                runtime.signer,
-                runtime.throttle,
-                email=user.email,
-                password=password,
-                address="192.0.2.1",
-                user_agent="tests",
-                now=t0 + timedelta(seconds=seconds),
-            )
-
-        for second in (0, 1):
-            with pytest.raises(Unauthenticated):
-                await attempt("wrong password", second)
-        with pytest.raises(TooManyRequests) as locked:
-            await attempt(PASSWORD, 2)
-        with pytest.raises(TooManyRequests) as still_locked:
-            await attempt(PASSWORD, 60)
-        signed_in = await attempt(PASSWORD, 62)
-
-    assert locked.value.headers == {"Retry-After": "59"}
-    assert still_locked.value.headers == {"Retry-After": "1"}
-    assert signed_in.user.id == user.id
+    assert real.status_code == unknown.status_code == 429
+    assert real.json() == unknown.json()
 
 
 async def test_failures_outside_the_window_do_not_add_up(database_url: str, tmp_path: Path) -> None:
     async with app_client(
         database_url,
         tmp_path,
-        login_max_failures_per_account=2,
-        login_failure_window_seconds=60,
+        login_free_failures_per_account=2,
+        login_account_window_seconds=60,
+        login_backoff_base_seconds=600,
     ) as (_client, factory, _):
         user = await factory.user()
-        runtime = factory.runtime
         t0 = utcnow()
-
-        async def attempt(password: str, seconds: float) -> None:
-            await accounts.login(
-                runtime.db,
-                runtime.passwords,
-                runtime.signer,
-                runtime.throttle,
-                email=user.email,
-                password=password,
-                address=None,
-                user_agent=None,
-                now=t0 + timedelta(seconds=seconds),
+        with pytest.raises(Unauthenticated):
+            await attempt(factory, user.email, "wrong password", at=t0, address=None)
+        with pytest.raises(Unauthenticated):  # the first failure has aged out: no wait starts
+            await attempt(
+                factory, user.email, "wrong password", at=t0 + timedelta(seconds=120), address=None
             )
+        await attempt(factory, user.email, PASSWORD, at=t0 + timedelta(seconds=121), address=None)
 
-        with pytest.raises(Unauthenticated):
-            await attempt("wrong password", 0)
-        with pytest.raises(Unauthenticated):
-            await attempt("wrong password", 120)  # the first failure has aged out
-        await attempt(PASSWORD, 121)
+
+async def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Through a real server configured as `farmstand serve` does: from 127.0.0.1, a spoofed
+    X-Forwarded-For must neither give each guess a fresh address nor be recorded as the
+    session's address (uvicorn trusts 127.0.0.1 unless told otherwise)."""
+    from farmstand.cli import proxy_options
+    from tests.live import serve_in_process
+
+    async def through_server(**overrides: object) -> tuple[list[int], str | None]:
+        settings = make_settings(
+            database_url, tmp_path, login_free_failures_per_account=2, **overrides
+        )
+        application = create_app(settings)
+        async with (
+            serve_in_process(application, **proxy_options(settings)) as base,
+            httpx.AsyncClient(base_url=base) as http,
+        ):
+            factory = Factory(application.state.runtime, http)
+            user = await factory.user()
+            statuses = []
+            for n in range(4):
+                reply = await http.post(
+                    "/api/auth/login",
+                    json={"email": "nobody@example.com", "password": "wrong password"},
+                    headers={"X-Forwarded-For": f"198.51.100.{n}"},
+                )
+                statuses.append(reply.status_code)
+            signed_in = await http.post(
+                "/api/auth/login",
+                json={"email": user.email, "password": PASSWORD},
+                headers={"X-Forwarded-For": "192.0.2.66"},
+            )
+            assert signed_in.status_code == 200, signed_in.text
+            async with factory.db.transaction(write=False) as session:
+                address = (
+                    await session.execute(
+                        select(AuthSession.address).where(AuthSession.user_id == user.id)
+                    )
+                ).scalar_one()
+            return statuses, address
+
+    assert await through_server() == ([401, 401, 429, 429], "127.0.0.1")
+    assert await through_server(trusted_proxies="127.0.0.1") == ([401] * 4, "192.0.2.66")
 
 
 # Secrets stay secret
@@ -717,57 +882,113 @@ async def test_body_with_wrong_content_type_is_a_client_error(client: httpx.Asyn
     assert_error(response, response.status_code)
 
 
-async def test_replies_on_success_are_enveloped(client: httpx.AsyncClient) -> None:
+async def test_replies_on_success_are_enveloped(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
     register = await client.post("/api/auth/register", json=register_body())
-    login_reply = await login(client, "ann@example.com", "ann's long passphrase")
+    (mail,) = await mails_to(factory, "ann@example.com")
+    assert mail.verify_path is not None
+    verify = await client.post(mail.verify_path)
+    login_reply = await login(client, "ann@example.com", ANNS_PASSWORD)
     me = await client.get("/api/auth/me")
     logout = await client.post("/api/auth/logout")
 
     assert_ok(register, 202)
+    assert_ok(verify)
     assert_ok(login_reply)
     assert_ok(me)
     assert assert_ok(logout) == {"message": "Signed out."}
 
 
-async def test_passwords_are_taken_exactly_as_typed(client, factory) -> None:  # type: ignore[no-untyped-def]
+async def test_passwords_are_taken_exactly_as_typed(client, factory) -> None:
     # Given an account whose password starts and ends with spaces
-    response = await client.post(
-        "/api/auth/register",
-        json={"email": "spaces@example.com", "password": "  padded secret  ", "name": "Sam",
-              "role": "CUSTOMER"},
+    response = await register_and_verify(
+        client,
+        factory,
+        {
+            "email": "spaces@example.com",
+            "password": "  padded secret  ",
+            "name": "Sam",
+            "role": "CUSTOMER",
+        },
     )
-    assert response.status_code == 202
+    assert response.status_code == 200
     # Then only the exact password signs in (before, spaces were silently stripped).
-    exact = await client.post("/api/auth/login",
-                              json={"email": "spaces@example.com",
-                                    "password": "  padded secret  "})
-    stripped = await client.post("/api/auth/login",
-                                 json={"email": "spaces@example.com",
-                                       "password": "padded secret"})
+    exact = await client.post(
+        "/api/auth/login", json={"email": "spaces@example.com", "password": "  padded secret  "}
+    )
+    stripped = await client.post(
+        "/api/auth/login", json={"email": "spaces@example.com", "password": "padded secret"}
+    )
     assert exact.status_code == 200
     assert stripped.status_code == 401
 
 
-async def test_a_password_of_only_spaces_is_refused(client) -> None:  # type: ignore[no-untyped-def]
+async def test_a_password_of_only_spaces_is_refused(client) -> None:
     response = await client.post(
         "/api/auth/register",
-        json={"email": "blank@example.com", "password": " " * 12, "name": "Sam",
-              "role": "CUSTOMER"},
+        json={
+            "email": "blank@example.com",
+            "password": " " * 12,
+            "name": "Sam",
+            "role": "CUSTOMER",
+        },
     )
     assert response.status_code == 422
 
 
-async def test_malformed_json_names_the_body_not_a_character_offset(client) -> None:  # type: ignore[no-untyped-def]
-    response = await client.post("/api/auth/login", content=b'{"email": ',
-                                 headers={"content-type": "application/json"})
+async def test_malformed_json_names_the_body_not_a_character_offset(client) -> None:
+    response = await client.post(
+        "/api/auth/login", content=b'{"email": ', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["details"][0]["field"] == "body"
 
 
-async def test_role_refusals_read_naturally(client, factory) -> None:  # type: ignore[no-untyped-def]
+async def test_role_refusals_read_naturally(client, factory) -> None:
     farmer = await factory.user(Role.FARMER)
-    response = await client.post("/api/orders/bulk-status",
-                                 json={"orderIds": ["x"], "status": "CONFIRMED"},
-                                 headers=await factory.headers(farmer))
+    response = await client.post(
+        "/api/orders/bulk-status",
+        json={"orderIds": ["x"], "status": "CONFIRMED"},
+        headers=await factory.headers(farmer),
+    )
     assert response.status_code == 403
     assert response.json()["error"] == "Only an admin can do that."
+
+
+# The session cache across processes
+
+
+async def test_signing_out_through_one_server_ends_the_session_on_another(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two servers on one database (the in-process bus: each hub catches up from the
+    database): the other server's cached session is cleared by the ACCOUNT_CHANGED event."""
+    async with (
+        app_client(database_url, tmp_path / "a", event_poll_interval_seconds=0.1) as (a, fa, _),
+        app_client(database_url, tmp_path / "b", event_poll_interval_seconds=0.1) as (b, _, _),
+    ):
+        user = await fa.user()
+        headers = await fa.headers(user)
+        assert_ok(await b.get("/api/auth/me", headers=headers))  # cached by server b
+        assert_ok(await b.get("/api/auth/me", headers=headers))
+
+        assert_ok(await a.post("/api/auth/logout", headers=headers))
+
+        for _ in range(100):
+            if (await b.get("/api/auth/me", headers=headers)).status_code == 401:
+                break
+            await asyncio.sleep(0.05)
+        assert_error(await b.get("/api/auth/me", headers=headers), 401)
+
+
+async def test_a_profile_change_is_seen_at_once_by_the_cached_session(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    user = await factory.user()
+    headers = await factory.headers(user)
+    assert_ok(await client.get("/api/auth/me", headers=headers))
+
+    assert_ok(await client.patch("/api/me", json={"name": "Renamed"}, headers=headers))
+
+    assert assert_ok(await client.get("/api/auth/me", headers=headers))["name"] == "Renamed"

@@ -97,7 +97,7 @@ def test_tampered_token_is_refused() -> None:
     # Flip a character inside the signature (the last base64 character can differ only in
     # padding bits, which decode to the same signature: tampering there proves nothing).
     i = len(token) - 5
-    assert signer.unsign(token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1:]) is None
+    assert signer.unsign(token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]) is None
     assert signer.unsign(payload) is None
 
 

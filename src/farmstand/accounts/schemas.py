@@ -6,8 +6,16 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    EmailStr,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
+from farmstand.accounts import password_policy
 from farmstand.accounts.roles import Role
 from farmstand.schemas import CamelInput, CamelModel, TimeZone
 
@@ -37,30 +45,69 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _acceptable(value: str) -> str:
+    found = password_policy.problems(value)
+    if found:
+        raise ValueError("; ".join(found))
+    return value
+
+
+def _not_personal(value: str, info: ValidationInfo) -> str:
+    """The password must not contain the account's email or name (validated before it)."""
+    found = password_policy.problems(
+        value, email=info.data.get("email"), name=info.data.get("name")
+    )
+    if found:
+        raise ValueError("; ".join(found))
+    return value
+
+
 # Passwords are taken exactly as typed: no stripping (unlike every other text field).
 Password = Annotated[
     str,
-    StringConstraints(strip_whitespace=False, min_length=10, max_length=256),
+    StringConstraints(
+        strip_whitespace=False,
+        min_length=password_policy.MIN_LENGTH,
+        max_length=password_policy.MAX_LENGTH,
+    ),
     AfterValidator(_not_blank),
+    AfterValidator(_acceptable),
+    Field(
+        description=f"{password_policy.MIN_LENGTH} to {password_policy.MAX_LENGTH} characters; "
+        "not a common password, and not containing your email or name."
+    ),
 ]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# What sign-in takes: any password (the policy applies when one is chosen).
+GivenPassword = Annotated[
+    str, StringConstraints(strip_whitespace=False, min_length=1, max_length=256)
+]
 
 
 class RegisterIn(CamelInput):
     email: Email
-    password: Password
     name: Name
     role: Literal[Role.CUSTOMER, Role.FARMER] = Field(
         description="CUSTOMER or FARMER; admins are created with the CLI."
     )
     phone: Phone = None
+    password: Password  # last: checked against the email and name above
+
+    _personal = field_validator("password")(_not_personal)
 
 
 class LoginIn(CamelInput):
     email: Annotated[str, Field(min_length=1, max_length=320)]
-    password: Annotated[
-        str, StringConstraints(strip_whitespace=False, min_length=1, max_length=256)
-    ]
+    password: GivenPassword
+
+
+class ResendIn(CamelInput):
+    email: Email
+
+
+class PasswordChangeIn(CamelInput):
+    current_password: GivenPassword
+    new_password: Password
 
 
 class UserOut(CamelModel):
@@ -71,6 +118,11 @@ class UserOut(CamelModel):
     phone: str | None
     timezone: str
     created_at: datetime
+
+
+class AdminUserOut(UserOut):
+    email_verified_at: datetime | None
+    disabled_at: datetime | None
 
 
 class LoginOut(CamelModel):
@@ -87,10 +139,12 @@ class NewUser(CamelInput):
     """A user created by an operator (CLI, demo): any role."""
 
     email: Email
-    password: Password
     name: Name
     role: Role
     phone: Phone = None
+    password: Password  # last: checked against the email and name above
+
+    _personal = field_validator("password")(_not_personal)
 
 
 class ProfilePatch(CamelInput):
