@@ -27,7 +27,7 @@ def error(response: httpx.Response, status: int) -> dict[str, Any]:
     assert body["success"] is False
     assert set(body) <= {"success", "error", "details"}
     assert body["error"]
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def fields(body: dict[str, Any]) -> set[str]:
@@ -231,7 +231,8 @@ async def test_owner_adds_a_product_and_the_price_is_a_decimal_string(
 
 
 @pytest.mark.parametrize(
-    ("sent", "shown"), [("12.5", "12.50"), (3, "3.00"), (0, "0.00"), ("99999999.99", "99999999.99")]
+    ("sent", "shown"),
+    [("12.5", "12.50"), (3, "3.00"), ("0.5", "0.50"), ("99999999.99", "99999999.99")],
 )
 async def test_price_is_always_shown_with_two_decimals(
     client: httpx.AsyncClient, factory: Factory, sent: Any, shown: str
@@ -298,6 +299,8 @@ async def test_adding_a_product_to_an_unknown_farm_is_not_found(
     ("overrides", "bad_field"),
     [
         ({"price": "-0.01"}, "price"),
+        ({"price": 0}, "price"),  # nothing is given away: a price is more than 0
+        ({"price": "0.00"}, "price"),
         ({"price": -5}, "price"),
         ({"price": "12.505"}, "price"),
         ({"price": "100000000.00"}, "price"),
@@ -399,7 +402,13 @@ async def test_clearing_a_product_field_is_refused(
 
 @pytest.mark.parametrize(
     ("patch", "bad_field"),
-    [({"stock": -3}, "stock"), ({"price": "-1"}, "price"), ({"reserved": 2}, "reserved")],
+    [
+        ({"stock": -3}, "stock"),
+        ({"price": "-1"}, "price"),
+        ({"price": "0"}, "price"),
+        ({"onSale": "maybe"}, "onSale"),
+        ({"reserved": 2}, "reserved"),
+    ],
 )
 async def test_invalid_product_change_is_refused(
     client: httpx.AsyncClient, factory: Factory, patch: dict[str, Any], bad_field: str
@@ -473,3 +482,43 @@ async def test_products_are_listed_by_name_for_any_signed_in_user(
 
     assert [(p["id"], p["price"]) for p in listed] == [(apples.id, "3.75"), (pears.id, "3.25")]
     assert all(set(p) >= {"id", "farmId", "name", "unit", "price", "stock"} for p in listed)
+
+
+async def test_an_off_sale_product_is_listed_only_for_its_farm(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    _farmer, farm, headers = await farmer_with_farm(factory)
+    eggs = await factory.product(farm, name="Eggs")
+    kale = await factory.product(farm, name="Kale")
+    customer_headers = await factory.headers(await factory.user(Role.CUSTOMER))
+    stranger_headers = await factory.headers(await factory.user(Role.FARMER))
+
+    changed = ok(
+        await client.patch(
+            f"/api/farms/{farm.id}/products/{kale.id}", json={"onSale": False}, headers=headers
+        )
+    )
+
+    assert changed["onSale"] is False
+    url = f"/api/farms/{farm.id}/products"
+    assert [p["id"] for p in ok(await client.get(url, headers=customer_headers))] == [eggs.id]
+    assert [p["id"] for p in ok(await client.get(url, headers=stranger_headers))] == [eggs.id]
+    mine = ok(await client.get(url, headers=headers))
+    assert [(p["id"], p["onSale"]) for p in mine] == [(eggs.id, True), (kale.id, False)]
+
+
+async def test_a_stock_set_from_a_stale_view_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    _farmer, farm, headers = await farmer_with_farm(factory)
+    eggs = await factory.product(farm, name="Eggs", stock=10)
+    await factory.order(farm=farm, products=[eggs], quantity=3)  # stock now 7
+    url = f"/api/farms/{farm.id}/products/{eggs.id}"
+
+    stale = await client.patch(url, json={"stock": 20, "expectedStock": 10}, headers=headers)
+    fresh = await client.patch(url, json={"stock": 20, "expectedStock": 7}, headers=headers)
+
+    body = error(stale, 409)
+    assert body["error"] == "Stock changed meanwhile (now 7)."
+    assert body["details"] == {"field": "stock", "currentStock": 7}
+    assert ok(fresh)["stock"] == 20

@@ -5,7 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from farmstand.catalog import service
-from farmstand.catalog.schemas import FarmIn, FarmOut, ProductIn, ProductOut, ProductPatch
+from farmstand.catalog.schemas import (
+    FarmIn,
+    FarmOut,
+    FarmPatch,
+    ProductIn,
+    ProductOut,
+    ProductPatch,
+)
 from farmstand.deps import CurrentUser, FarmerUser, SessionDep, StaffUser
 from farmstand.schemas import ERROR_RESPONSES, Envelope, ok
 
@@ -31,6 +38,16 @@ async def get_farm(farm_id: str, session: SessionDep, _user: CurrentUser) -> Env
     return ok(FarmOut.model_validate(await service.get_farm(session, farm_id)))
 
 
+@router.patch(
+    "/{farm_id}", summary="Change a farm's details or per-customer limits (its owner, or an admin)"
+)
+async def update_farm(
+    farm_id: str, body: FarmPatch, user: StaffUser, session: SessionDep
+) -> Envelope[FarmOut]:
+    farm = await service.update_farm(session, user, farm_id, body)
+    return ok(FarmOut.model_validate(farm))
+
+
 @router.post(
     "/{farm_id}/products",
     status_code=status.HTTP_201_CREATED,
@@ -51,9 +68,12 @@ async def update_product(
     return ok(ProductOut.model_validate(product))
 
 
-@router.get("/{farm_id}/products", summary="A farm's products")
+@router.get(
+    "/{farm_id}/products",
+    summary="A farm's products on sale (and, for its owner or an admin, those off sale)",
+)
 async def list_products(
-    farm_id: str, session: SessionDep, _user: CurrentUser
+    farm_id: str, session: SessionDep, user: CurrentUser
 ) -> Envelope[list[ProductOut]]:
-    products = await service.list_products(session, farm_id)
+    products = await service.list_products(session, farm_id, viewer=user)
     return ok([ProductOut.model_validate(p) for p in products])
