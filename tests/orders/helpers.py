@@ -12,7 +12,7 @@ import httpx
 from farmstand.accounts.models import User
 from farmstand.accounts.roles import Role
 from farmstand.catalog.models import Farm, Product
-from farmstand.orders.models import Order
+from farmstand.orders.records import OrderRecord
 from farmstand.orders.states import FulfillmentType, OrderStatus, replay
 from tests.factories import Factory
 
@@ -143,7 +143,7 @@ async def make_order(
     customer: Party | None = None,
     quantity: int = 1,
     placed_at: datetime | None = None,
-) -> Order:
+) -> OrderRecord:
     """An order of the shop's carrots, walked to ``status`` by the farm."""
     return await factory.order(
         status=status,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from farmstand.orders.models import Order
+from farmstand.orders.records import OrderRecord
 from farmstand.orders.states import OrderStatus
 from tests.factories import Factory
 from tests.orders.helpers import (
@@ -20,7 +20,7 @@ from tests.orders.helpers import (
 S = OrderStatus
 
 
-async def assert_hidden(client: httpx.AsyncClient, order: Order, who: Party) -> None:
+async def assert_hidden(client: httpx.AsyncClient, order: OrderRecord, who: Party) -> None:
     """The order is invisible to ``who``: same reply as an order that does not exist."""
     missing = expect(await client.get("/api/orders/no-such-order", headers=who.headers), 404)
     read = expect(await client.get(f"/api/orders/{order.id}", headers=who.headers), 404)

@@ -265,6 +265,33 @@ async def test_an_order_too_large_for_the_total_column_is_refused_not_a_crash(
     # Then it is refused with a reason, and no stock is taken
     assert response.status_code == 422
     assert "total" in response.json()["error"]
-    products = await client.get(f"/api/farms/{farm.id}/products",
-                                headers=await factory.headers(customer))
+    products = await client.get(
+        f"/api/farms/{farm.id}/products", headers=await factory.headers(customer)
+    )
     assert products.json()["data"][0]["stock"] == 10
+
+
+async def test_an_off_sale_product_cannot_be_ordered_and_nothing_is_taken(
+    client: httpx.AsyncClient, shop: Shop
+) -> None:
+    # Given the farm took its eggs off sale (with 5 still on the shelf)
+    taken_off = await client.patch(
+        f"/api/farms/{shop.farm.id}/products/{shop.eggs.id}",
+        json={"onSale": False},
+        headers=shop.farmer.headers,
+    )
+    expect(taken_off, 200)
+
+    # When the customer orders carrots and eggs (the eggs from a page loaded before)
+    body = order_body(shop, (shop.carrots, 2), (shop.eggs, 1))
+    error = expect(await place(client, shop.customer, body), 409)
+
+    # Then the refusal names the eggs, and no carrots were taken either
+    assert error["error"] == "No longer on sale: Eggs. Remove it from your order."
+    assert [(d["productId"], d["name"]) for d in error["details"]] == [(shop.eggs.id, "Eggs")]
+    left = expect(
+        await client.get(f"/api/farms/{shop.farm.id}/products", headers=shop.farmer.headers), 200
+    )
+    assert {p["id"]: p["stock"] for p in left} == {shop.carrots.id: 10, shop.eggs.id: 5}
+    # And carrots alone still go through
+    expect(await place(client, shop.customer, order_body(shop, (shop.carrots, 2))), 201)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import event
 
@@ -22,6 +21,7 @@ from farmstand.accounts.roles import Role
 from farmstand.app import create_app
 from farmstand.config import Settings
 from farmstand.orders.states import OrderStatus
+from tests import services
 from tests.conftest import make_settings
 from tests.factories import Factory
 from tests.orders.helpers import (
@@ -238,7 +238,7 @@ async def test_racers_queue_for_a_small_pool_instead_of_failing(
     watch = PoolWatch()
     transport = httpx.ASGITransport(app=app)
     async with (
-        LifespanManager(app),
+        services.lifespan(app),
         httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
     ):
         engine = app.state.runtime.db.engine.sync_engine

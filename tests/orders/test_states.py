@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, cast
 
 import pytest
 from hypothesis import event, given, settings
@@ -238,7 +238,9 @@ def test_transition_follows_the_table(
 def test_table_covers_every_kind_of_outcome() -> None:
     """The exhaustive test above must exercise every refusal and some successes."""
     seen: set[object] = set()
-    for source, target, fulfillment, role, scenario in (p.values for p in TABLE_CASES):
+    for p in TABLE_CASES:
+        values = cast(tuple[OrderStatus, OrderStatus, FulfillmentType, Role, str], p.values)
+        source, target, fulfillment, role, scenario = values
         case = SCENARIOS[scenario]
         order = make_snapshot(
             source,
@@ -971,3 +973,25 @@ def test_replay_refuses_a_step_of_another_fulfilment_type() -> None:
 def test_replay_accepts_statuses_read_back_as_plain_strings() -> None:
     history = [(None, "PENDING"), ("PENDING", "CONFIRMED")]
     assert states.replay(history) is OrderStatus.CONFIRMED  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# Purity: the rules load no web framework and no database library
+
+
+def test_importing_the_state_machine_loads_no_web_framework_or_database() -> None:
+    import subprocess
+    import sys
+
+    # Given a fresh interpreter (this one has loaded everything already)
+    code = (
+        "import sys, farmstand.orders.states, farmstand.errors, farmstand.orders.errors\n"
+        "print(','.join(sorted({m.split('.')[0] for m in sys.modules} "
+        "& {'fastapi', 'starlette', 'sqlalchemy'})))"
+    )
+    # When it imports the state machine and the error types
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    # Then none of FastAPI, Starlette or SQLAlchemy came along
+    assert result.stdout.strip() == ""

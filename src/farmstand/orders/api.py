@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
-from farmstand.deps import AdminUser, CurrentUser, CustomerUser, RuntimeDep, SessionDep
+from farmstand.deps import (
+    AdminUser,
+    CurrentUser,
+    OrderingCustomer,
+    RuntimeDep,
+    SessionDep,
+)
 from farmstand.orders import service
 from farmstand.orders.schemas import (
     BulkResult,
@@ -19,17 +25,22 @@ from farmstand.orders.schemas import (
     StatusIn,
 )
 from farmstand.orders.states import OrderStatus
-from farmstand.schemas import ERROR_RESPONSES, Envelope, Page, ok, parse_enum_list
+from farmstand.schemas import ERROR_RESPONSES, Envelope, Page, ok, ok_json, parse_enum_list
 
 router = APIRouter(prefix="/api/orders", tags=["orders"], responses=ERROR_RESPONSES)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Place an order (customer)")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Place an order (customer)",
+    response_model=Envelope[OrderOut],
+)
 async def place_order(
-    body: OrderIn, user: CustomerUser, session: SessionDep, runtime: RuntimeDep
-) -> Envelope[OrderOut]:
+    body: OrderIn, user: OrderingCustomer, session: SessionDep, runtime: RuntimeDep
+) -> Response:
     order = await service.place_order(session, user, body)
-    return ok(service.to_out(order, user, runtime.order_policy))
+    return ok_json(service.to_out(order, user, runtime.order_policy), status.HTTP_201_CREATED)
 
 
 @router.get("", summary="Orders you may see, newest first")
@@ -73,12 +84,12 @@ async def bulk_status(
     return ok(result)
 
 
-@router.get("/{order_id}", summary="One order with its items")
+@router.get("/{order_id}", summary="One order with its items", response_model=Envelope[OrderOut])
 async def get_order(
     order_id: str, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
-) -> Envelope[OrderOut]:
+) -> Response:
     order = await service.get_visible_order(session, user, order_id)
-    return ok(service.to_out(order, user, runtime.order_policy))
+    return ok_json(service.to_out(order, user, runtime.order_policy))
 
 
 @router.patch("/{order_id}", summary="Estimated times, pickup details, tracking (the farm)")
@@ -89,10 +100,14 @@ async def update_order(
     return ok(service.to_out(order, user, runtime.order_policy))
 
 
-@router.put("/{order_id}/status", summary="Move the order to another status")
+@router.put(
+    "/{order_id}/status",
+    summary="Move the order to another status",
+    response_model=Envelope[OrderOut],
+)
 async def change_status(
     order_id: str, body: StatusIn, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
-) -> Envelope[OrderOut]:
+) -> Response:
     order = await service.change_status(
         session,
         user,
@@ -103,15 +118,16 @@ async def change_status(
         expected_version=body.expected_version,
         notify_customer=body.notify_customer,
     )
-    return ok(service.to_out(order, user, runtime.order_policy))
+    return ok_json(service.to_out(order, user, runtime.order_policy))
 
 
-@router.get("/{order_id}/status", summary="The order's status history, oldest first")
-async def status_history(
-    order_id: str, user: CurrentUser, session: SessionDep
-) -> Envelope[list[HistoryOut]]:
-    rows = await service.order_history(session, user, order_id)
-    return ok([service.history_out(row) for row in rows])
+@router.get(
+    "/{order_id}/status",
+    summary="The order's status history, oldest first",
+    response_model=Envelope[list[HistoryOut]],
+)
+async def status_history(order_id: str, user: CurrentUser, session: SessionDep) -> Response:
+    return ok_json(await service.order_history(session, user, order_id))
 
 
 @router.patch("/{order_id}/items/{item_id}", summary="Mark an item prepared or not (the farm)")

@@ -37,5 +37,18 @@ class OutOfStock(Conflict):
     message = "Not enough stock for one or more items."
 
 
+class ProductOffSale(Conflict):
+    """The farm took a product of the order off sale (``details`` names each)."""
+
+
 class OrderNotEditable(Conflict):
     message = "The order can no longer be changed."
+
+
+class OpenOrderLimitReached(Conflict):
+    """The customer already has the farm's maximum of open orders there (``maxOpenOrders``)."""
+
+
+class ItemQuantityLimitExceeded(Unprocessable):
+    """A line asks for more of one product than the farm sells per order
+    (``maxItemQuantity``)."""

@@ -1,18 +1,18 @@
-"""What each order change tells live subscribers: the event payloads, built in the transaction."""
+"""What each order change tells live subscribers: the event rows, written with the change."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from farmstand.accounts.models import User
+from farmstand.accounts.principal import Person
 from farmstand.events import service as events
 from farmstand.events.models import EventType
-from farmstand.orders.models import Order
+from farmstand.orders.records import OrderRecord
 from farmstand.orders.states import TIMESTAMP_FIELDS, StatusChange
 from farmstand.schemas import iso_z
+
+_TIMESTAMPS = ("created_at", *TIMESTAMP_FIELDS.values(), "updated_at")
 
 
 def _camel(name: str) -> str:
@@ -20,15 +20,17 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def _who(user: User) -> dict[str, str]:
+_CAMEL_TIMESTAMPS = {field: _camel(field) for field in _TIMESTAMPS}
+
+
+def _who(user: Person) -> dict[str, str]:
     return {"id": user.id, "name": user.name, "role": str(user.role)}
 
 
-def _record(
-    session: AsyncSession, order: Order, type: EventType, data: dict[str, Any], now: datetime
-) -> None:
-    events.record(
-        session,
+def _row(
+    order: OrderRecord, type: EventType, data: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    return events.event_row(
         type,
         order_id=order.id,
         farm_id=order.farm_id,
@@ -38,16 +40,16 @@ def _record(
     )
 
 
-def summary(order: Order) -> dict[str, Any]:
+def summary(order: OrderRecord) -> dict[str, Any]:
     """Enough for a dashboard card to render a new order without another request."""
     return {
         "orderNumber": order.order_number,
         "status": str(order.status),
         "fulfillmentType": str(order.fulfillment_type),
         "totalAmount": f"{order.total_amount:.2f}",
-        "customer": {"id": order.customer.id, "name": order.customer.name},
-        "farm": {"id": order.farm.id, "name": order.farm.name},
-        "itemCount": sum(item.quantity for item in order.items),
+        "customer": {"id": order.customer_id, "name": order.customer_name},
+        "farm": {"id": order.farm_id, "name": order.farm_name},
+        "itemCount": order.item_count,
         "items": [
             {
                 "id": item.id,
@@ -67,15 +69,15 @@ def summary(order: Order) -> dict[str, Any]:
     }
 
 
-def new_order(session: AsyncSession, order: Order, now: datetime) -> None:
-    _record(session, order, EventType.NEW_ORDER, {"order": summary(order)}, now)
+def new_order(order: OrderRecord, now: datetime) -> dict[str, Any]:
+    return _row(order, EventType.NEW_ORDER, {"order": summary(order)}, now)
 
 
 def status_change(
-    session: AsyncSession, order: Order, change: StatusChange, actor: User, now: datetime
-) -> None:
-    _record(
-        session,
+    order: OrderRecord, change: StatusChange, actor: Person, now: datetime
+) -> dict[str, Any]:
+    """``order`` as it is after the change."""
+    return _row(
         order,
         EventType.STATUS_CHANGE,
         {
@@ -86,8 +88,7 @@ def status_change(
             "reason": change.reason,
             "version": order.version,
             "timestamps": {
-                _camel(field): iso_z(getattr(order, field))
-                for field in ("created_at", *TIMESTAMP_FIELDS.values(), "updated_at")
+                camel: iso_z(getattr(order, field)) for field, camel in _CAMEL_TIMESTAMPS.items()
             },
         },
         now,
@@ -95,15 +96,14 @@ def status_change(
 
 
 def order_update(
-    session: AsyncSession, order: Order, changes: dict[str, Any], actor: User, now: datetime
-) -> None:
+    order: OrderRecord, changes: dict[str, Any], actor: Person, now: datetime
+) -> dict[str, Any]:
     """``changes`` maps snake_case fields (or "items") to their new values."""
     wire = {
         _camel(key): iso_z(value) if isinstance(value, datetime) else value
         for key, value in changes.items()
     }
-    _record(
-        session,
+    return _row(
         order,
         EventType.ORDER_UPDATE,
         {"changes": wire, "changedBy": _who(actor), "version": order.version},

@@ -66,11 +66,6 @@ class Order(Base):
     tracking_number: Mapped[str | None] = mapped_column(String(100))
     carrier: Mapped[str | None] = mapped_column(String(100))
 
-    # What the scheduler already told the customer (so several schedulers send once):
-    late_notified_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    ready_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    pickup_reminder_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
     version: Mapped[int] = mapped_column(Integer)
     # The ORM adds "WHERE version = <version read>" to every UPDATE of an order (compare-and-
     # set) and raises StaleDataError when another transaction changed it first.
