@@ -35,7 +35,7 @@ def redis_url() -> str:
     return services.REDIS_URL
 
 
-async def wait_until(predicate, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+async def wait_until(predicate, timeout: float = 10) -> None:
     for _ in range(int(timeout / 0.05)):
         if predicate():
             return

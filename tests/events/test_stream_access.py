@@ -65,5 +65,5 @@ async def test_a_malformed_last_event_id_is_refused(factory, client):
     response = await client.get(
         "/api/events", headers={**await factory.headers(user), "Last-Event-ID": "abc"}
     )
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert "Last-Event-ID" in response.json()["error"]

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
-from sse_starlette import EventSourceResponse
-from sse_starlette.sse import SendTimeoutError
-from starlette.types import Receive, Send
-from starlette.types import Scope as AsgiScope
+from fastapi import APIRouter, Header, Query, Request
 
-from farmstand.deps import CurrentUser, RuntimeDep, SessionDep
+from farmstand.accounts.principal import Principal
+from farmstand.deps import CurrentUser, RuntimeDep, SessionDep, account_changes_seen
 from farmstand.errors import Unprocessable
 from farmstand.events import streams
-from farmstand.events.service import Scope
+from farmstand.events.service import Scope, View, ViewKind
+from farmstand.events.sse import EventStreamResponse
 from farmstand.schemas import ERROR_RESPONSES
 
-log = logging.getLogger(__name__)
-
 router = APIRouter(tags=["events"], responses=ERROR_RESPONSES)
-
-
-class EventStreamResponse(EventSourceResponse):
-    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except* SendTimeoutError:
-            # The client stopped reading: drop it (it resumes with Last-Event-ID when it
-            # comes back) instead of letting its unsent frames pile up.
-            log.info("closed an event stream whose client stopped reading")
 
 
 # For text/event-stream, an OpenAPI 3.1 `schema` describes one event (as OpenAPI 3.2's
@@ -43,7 +28,7 @@ SSE_EVENT_SCHEMA = {
         "retry": {"type": "integer", "description": "Reconnection delay in milliseconds."},
     },
 }
-SSE_RESPONSE = {
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A Server-Sent Events stream: frames with `id:` (the event id), "
         "`event:` (the type) and `data:` (JSON), and heartbeat comments.",
@@ -51,38 +36,46 @@ SSE_RESPONSE = {
     }
 }
 
+# Checked by ``streams.parse_last_event_id`` (a 400 with a message for anything but an id).
 LastEventIdHeader = Annotated[
     str | None,
-    Header(alias="Last-Event-ID", max_length=32, description="Resume after this event id."),
+    Header(alias="Last-Event-ID", description="Resume after this event id."),
 ]
 LastEventIdQuery = Annotated[
     str | None,
     Query(
         alias="lastEventId",
-        max_length=32,
         description="Resume after this event id (for clients that can't set headers).",
     ),
 ]
+_MINE = View(ViewKind.MINE)
 
 
-def _respond(runtime: RuntimeDep, scope: Scope, last_event_id: int | None) -> EventSourceResponse:
+def _respond(
+    request: Request,
+    runtime: RuntimeDep,
+    user: Principal,
+    view: View,
+    scope: Scope,
+    last_event_id: int | None,
+) -> EventStreamResponse:
+    """The stream, following the session that opened it (see ``Hub.subscribe``)."""
     settings = runtime.settings
+    owner = streams.owner_of(user, view, account_changes_seen(request))
     return EventStreamResponse(
-        streams.event_stream(runtime.db, runtime.hub, settings, scope, last_event_id),
-        ping=settings.sse_heartbeat_seconds,
+        streams.EventStream(runtime.db, runtime.hub, settings, scope, last_event_id, owner),
         send_timeout=settings.sse_send_timeout_seconds,
-        sep="\n",
-        headers={"Cache-Control": "no-store"},
     )
 
 
 @router.get(
     "/api/orders/events",
     summary="Live events of one farm, customer or order (give exactly one)",
-    response_class=EventSourceResponse,
+    response_class=EventStreamResponse,
     responses=SSE_RESPONSE,
 )
 async def order_events(
+    request: Request,
     user: CurrentUser,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -91,37 +84,38 @@ async def order_events(
     order_id: Annotated[str | None, Query(alias="orderId", max_length=64)] = None,
     last_event_id_header: LastEventIdHeader = None,
     last_event_id_query: LastEventIdQuery = None,
-) -> EventSourceResponse:
+) -> EventStreamResponse:
     given = [v for v in (farm_id, customer_id, order_id) if v is not None]
     if len(given) != 1:
         raise Unprocessable(
             "Give exactly one of farmId, customerId or orderId.",
             details=[{"field": "farmId|customerId|orderId", "message": "exactly one required"}],
         )
-    if farm_id is not None:
-        scope = await streams.scope_for_farm(session, user, farm_id)
-    elif customer_id is not None:
-        scope = await streams.scope_for_customer(session, user, customer_id)
-    else:
-        assert order_id is not None
-        scope = await streams.scope_for_order(session, user, order_id)
     last = streams.parse_last_event_id(last_event_id_header, last_event_id_query)
-    return _respond(runtime, scope, last)
+    if farm_id is not None:
+        view = View(ViewKind.FARM, farm_id)
+    elif customer_id is not None:
+        view = View(ViewKind.CUSTOMER, customer_id)
+    else:
+        view = View(ViewKind.ORDER, order_id)
+    scope = await streams.scope_of(session, user, view)
+    return _respond(request, runtime, user, view, scope, last)
 
 
 @router.get(
     "/api/events",
     summary="Live events of everything you may see, and your notifications",
-    response_class=EventSourceResponse,
+    response_class=EventStreamResponse,
     responses=SSE_RESPONSE,
 )
 async def my_events(
+    request: Request,
     user: CurrentUser,
     session: SessionDep,
     runtime: RuntimeDep,
     last_event_id_header: LastEventIdHeader = None,
     last_event_id_query: LastEventIdQuery = None,
-) -> EventSourceResponse:
-    scope = await streams.scope_for_user(session, user)
+) -> EventStreamResponse:
     last = streams.parse_last_event_id(last_event_id_header, last_event_id_query)
-    return _respond(runtime, scope, last)
+    scope = await streams.scope_of(session, user, _MINE)
+    return _respond(request, runtime, user, _MINE, scope, last)

@@ -105,7 +105,7 @@ class RedisBus:
                 delay = min(delay * 2, 5.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis
 
     async def publish(self, messages: list[Message]) -> None:
         if messages:

@@ -20,6 +20,12 @@ class EventType(StrEnum):
     NEW_ORDER = "NEW_ORDER"
     ORDER_UPDATE = "ORDER_UPDATE"
     NOTIFICATION = "NOTIFICATION"
+    # Internal: a session ended or an account changed; every server process clears what it
+    # cached about the user (never sent to clients).
+    ACCOUNT_CHANGED = "ACCOUNT_CHANGED"
+
+
+INTERNAL_EVENTS = frozenset({EventType.ACCOUNT_CHANGED})
 
 
 class OrderEvent(Base):

@@ -1,9 +1,11 @@
-"""After commit: sequence the new events and publish them; and the relay for the rest.
+"""After commit: sequence the new events and publish them; the same loop is the relay.
 
-Fast path: a commit that wrote events kicks this process's sequencer, which gives them their
-positions and publishes them at once. Relay: every interval, events committed more than a
-grace period ago and still unsequenced (their writer died between commit and publish) are
-sequenced and published here. Old events are pruned on a schedule.
+Fast path: a commit that wrote events wakes this process's sequencer, which gives every
+committed, unsequenced event its position (in batches, on the background pool) and publishes
+them at once. Relay: the same work runs every interval, so events whose writer died between
+commit and publish go out from whichever process runs next; those published more than a grace
+period after they were written are counted and logged as late. Old events are pruned on a
+schedule.
 """
 
 from __future__ import annotations
@@ -11,16 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from farmstand.db import Database, utcnow
+from farmstand.db import Database, utcnow, wait_event
 from farmstand.events import service
 from farmstand.events.bus import EventBus
+from farmstand.observability.metrics import Metrics
+from farmstand.observability.tracing import span
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = timedelta(hours=1)
+BATCH = 1000  # what one sequencing transaction takes at most (see service.sequence_pending)
 
 
 class Sequencer:
@@ -32,72 +37,102 @@ class Sequencer:
         relay_interval: float,
         grace: float,
         retention: timedelta,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics or Metrics()
         self._bus = bus
         self._relay_interval = relay_interval
         self._grace = timedelta(seconds=grace)
         self._retention = retention
-        self._ids: set[int] = set()
         self._wake = asyncio.Event()
+        self._pending_commits = False
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._last_prune = utcnow() - PRUNE_EVERY
+        self.published = 0
+        self.published_late = 0
 
     async def on_commit(self, info: dict[str, Any]) -> None:
-        """Commit listener: remember the new events and wake the loop (never blocks)."""
-        ids = service.new_event_ids(info)
-        if ids:
-            self._ids.update(ids)
+        """Commit listener: wake the loop when the transaction wrote events (never blocks)."""
+        if info.get(service.NEW_EVENTS_KEY):
+            self._pending_commits = True
             self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="event-sequencer")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10) -> None:
+        """Let the pass in flight finish, then stop. Cancelled inside its transaction, a pass
+        could leave its connection holding SQLite's write lock, and the last flush below then
+        waited out the whole busy timeout (30 s) for it."""
         if self._task is not None:
-            self._task.cancel()
+            self._stopping = True
+            self._wake.set()
+            try:
+                async with asyncio.timeout(grace):
+                    await asyncio.shield(self._task)
+            except TimeoutError:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        try:
-            await self.flush()  # what this process committed goes out before it stops
-        except Exception:  # the relay of another process publishes it after its grace
-            log.exception("could not publish this process's last events")
+        if self._pending_commits:
+            try:
+                await self.flush()  # what this process committed goes out before it stops
+            except Exception:  # the relay of another process publishes it
+                log.exception("could not publish this process's last events")
 
-    async def flush(self) -> None:
-        """Sequence and publish the events this process committed."""
-        while self._ids:
-            ids, self._ids = list(self._ids), set()
-            await self._publish(await service.sequence(self._db, ids=ids))
+    async def flush(self) -> int:
+        """Sequence and publish every committed event not yet published; returns how many."""
+        total = 0
+        while True:
+            self._pending_commits = False
+            messages = await service.sequence_pending(self._db)
+            await self._publish(messages)
+            total += len(messages)
+            if len(messages) < BATCH:
+                return total
 
     async def relay(self) -> int:
-        """Sequence and publish events orphaned by a writer that died after commit."""
-        messages = await service.sequence(self._db, older_than=utcnow() - self._grace)
-        if messages:
-            log.warning("relayed %d event(s) left unpublished after commit", len(messages))
-        await self._publish(messages)
-        return len(messages)
+        """The periodic pass: publishes events whose writer did not (it died after commit)."""
+        return await self.flush()
 
     async def _publish(self, messages: list[service.Message]) -> None:
         if not messages:
             return
+        self.published += len(messages)
+        late_before = utcnow() - self._grace
+        late = sum(1 for m in messages if datetime.fromisoformat(m["createdAt"]) < late_before)
+        if late:
+            self.published_late += late
+            self._metrics.events_relayed_late.inc(late)
+            log.warning(
+                "published %d event(s) more than %.1fs after they were written (a writer "
+                "stopped before publishing, or sequencing fell behind)",
+                late,
+                self._grace.total_seconds(),
+            )
         try:
-            await self._bus.publish(messages)
+            with span("events.publish", events=len(messages)):
+                await self._bus.publish(messages)
         except Exception:  # every hub also reads what it missed from the database
             log.exception("publishing %d event(s) failed", len(messages))
+        else:
+            self._metrics.events_published.inc(len(messages))
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
-        next_relay = loop.time()
+        next_relay = loop.time() + self._relay_interval
         while True:
             timeout = max(0.0, next_relay - loop.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            await wait_event(self._wake, timeout)
             self._wake.clear()
+            if self._stopping:
+                return  # stop() flushes what is still pending
             try:
                 await self.flush()
                 if loop.time() >= next_relay:
                     next_relay = loop.time() + self._relay_interval
-                    await self.relay()
                     await self._maybe_prune()
             except asyncio.CancelledError:
                 raise

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncGenerator
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from farmstand.accounts.models import User
+from farmstand.accounts.principal import Person, Principal
 from farmstand.accounts.roles import Role
-from farmstand.catalog import service as catalog
-from farmstand.catalog.models import Farm
+from farmstand.catalog import access as farm_access
 from farmstand.config import Settings
 from farmstand.db import Database
-from farmstand.errors import NotFound, Unprocessable
+from farmstand.errors import BadRequest, NotFound
 from farmstand.events import service
-from farmstand.events.hub import CLOSED, OVERFLOW, Hub, encode_frame
-from farmstand.events.service import Scope
+from farmstand.events.hub import CloseReason, Frame, Hub, Owner, Subscription, encode_frame
+from farmstand.events.service import Scope, View, ViewKind
+from farmstand.orders import access as order_access
 from farmstand.orders import service as orders
 
 
@@ -25,54 +26,88 @@ class CustomerNotFound(NotFound):
     message = "Customer not found."
 
 
-async def scope_for_farm(session: AsyncSession, user: User, farm_id: str) -> Scope:
-    farm = await session.get(Farm, farm_id)
-    if farm is None or not (user.role is Role.ADMIN or farm.owner_id == user.id):
-        raise catalog.FarmNotFound()
-    return Scope(farms=frozenset({farm.id}))
+async def scope_for_farm(session: AsyncSession, user: Person, farm_id: str) -> Scope:
+    await farm_access.ensure_manages_farm_id(session, user, farm_id)
+    return Scope(farms=frozenset({farm_id}), users=frozenset({user.id}))
 
 
-async def scope_for_customer(session: AsyncSession, user: User, customer_id: str) -> Scope:
-    if user.role is not Role.ADMIN and customer_id != user.id:
+async def scope_for_customer(session: AsyncSession, user: Person, customer_id: str) -> Scope:
+    if not order_access.may_watch_customer(user, customer_id):
         raise CustomerNotFound()
     if user.role is Role.ADMIN:
         customer = await session.get(User, customer_id)
         if customer is None or customer.role is not Role.CUSTOMER:
             raise CustomerNotFound()
-    return Scope(customers=frozenset({customer_id}))
+    return Scope(customers=frozenset({customer_id}), users=frozenset({user.id}))
 
 
-async def scope_for_order(session: AsyncSession, user: User, order_id: str) -> Scope:
+async def scope_for_order(session: AsyncSession, user: Person, order_id: str) -> Scope:
     order = await orders.get_visible_order(session, user, order_id)
-    return Scope(orders=frozenset({order.id}))
+    return Scope(orders=frozenset({order.id}), users=frozenset({user.id}))
 
 
-async def scope_for_user(session: AsyncSession, user: User) -> Scope:
+async def scope_for_user(session: AsyncSession, user: Person) -> Scope:
     """Everything the user may see, plus the events meant for them alone."""
     me = frozenset({user.id})
-    if user.role is Role.ADMIN:
+    farms = await farm_access.managed_farm_ids(session, user)
+    if farms is None:
         return Scope(everything=True, users=me)
     if user.role is Role.FARMER:
-        farms = await session.scalars(select(Farm.id).where(Farm.owner_id == user.id))
-        return Scope(farms=frozenset(farms), users=me)
+        return Scope(farms=farms, users=me)
     return Scope(customers=me, users=me)
 
 
+async def scope_of(session: AsyncSession, user: Person, view: View) -> Scope:
+    """The scope of a stream opened for ``view`` (when it opens, and again when the user's
+    account changes); NotFound when the user may not see it. Every stream also carries the
+    events meant for its user alone (their in-app notifications), so a page that follows one
+    order or farm needs no second stream for its notification bell."""
+    if view.kind is ViewKind.MINE:
+        return await scope_for_user(session, user)
+    assert view.key is not None
+    if view.kind is ViewKind.FARM:
+        return await scope_for_farm(session, user, view.key)
+    if view.kind is ViewKind.CUSTOMER:
+        return await scope_for_customer(session, user, view.key)
+    return await scope_for_order(session, user, view.key)
+
+
+def owner_of(user: Principal, view: View, changes_seen: int) -> Owner:
+    return Owner(
+        user_id=user.id,
+        session_id=user.session_id,
+        expires_at=user.session_expires_at.timestamp(),
+        view=view,
+        changes_seen=changes_seen,
+    )
+
+
+# Event ids are positions in a 64-bit column; anything else is not an id this server sent.
+MAX_EVENT_ID = 2**63 - 1
+_EVENT_ID = re.compile(r"[0-9]{1,19}")
+
+
 def parse_last_event_id(header: str | None, query: str | None) -> int | None:
+    """The id to resume after (the header wins over the query), or None for a fresh stream.
+
+    Only ASCII digits of a value up to 2**63 - 1 are accepted: anything else (signs, spaces
+    inside, exponents, other scripts' digits, too large) is a 400, never a failed stream."""
     raw = header if header not in (None, "") else query
-    if raw in (None, ""):
+    if raw is None or raw.strip() == "":
         return None
-    assert raw is not None
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise Unprocessable(
-            "Last-Event-ID must be an event id this server sent (a whole number).",
-            details=[{"field": "lastEventId", "message": "must be a non-negative integer"}],
+    text = raw.strip()
+    if _EVENT_ID.fullmatch(text) is None or int(text) > MAX_EVENT_ID:
+        raise BadRequest(
+            "Last-Event-ID (or lastEventId) must be an event id this server sent: "
+            f"a whole number from 0 to {MAX_EVENT_ID}.",
+            details=[
+                {
+                    "field": "lastEventId",
+                    "message": f"must be a whole number from 0 to {MAX_EVENT_ID}",
+                }
+            ],
         )
-    return value
+    return int(text)
 
 
 def _control(event: str, data: dict[str, object], *, event_id: int | None = None) -> bytes:
@@ -80,52 +115,105 @@ def _control(event: str, data: dict[str, object], *, event_id: int | None = None
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-async def event_stream(
-    db: Database, hub: Hub, settings: Settings, scope: Scope, last_event_id: int | None
-) -> AsyncIterator[bytes]:
-    """Replay what the client missed from the table, then live events, with no gap or repeat.
+REPLAY_BATCH = 500
 
-    Subscribing comes first: anything delivered from then on is queued while the replay reads
-    the table, and queued frames at or below the last replayed position are skipped.
+
+class EventStream:
+    """What one stream says, in order: the ``retry:`` hint; ``CONNECTED`` (a fresh stream) or
+    the replay of what the client missed (``RESET`` first if that was pruned); then live frames
+    with no gap or repeat at the seam; and, if it falls behind, ``OVERFLOW``.
+
+    The response (``farmstand.events.sse``) subscribes it to the hub *before* the replay reads
+    the table, so live frames queue meanwhile; those at or below the last replayed position
+    are skipped. Nothing here holds a database connection between reads.
     """
-    sub = hub.subscribe(scope)
-    try:
-        yield f"retry: {settings.sse_retry_ms}\n\n".encode()
-        if last_event_id is None:
+
+    __slots__ = ("db", "hub", "last_event_id", "last_sent", "owner", "retry_ms", "scope")
+
+    def __init__(
+        self,
+        db: Database,
+        hub: Hub,
+        settings: Settings,
+        scope: Scope,
+        last_event_id: int | None,
+        owner: Owner | None = None,
+    ) -> None:
+        self.db = db
+        self.hub = hub
+        self.scope = scope
+        self.owner = owner  # whose session it follows (see ``Hub.subscribe``)
+        self.retry_ms = settings.sse_retry_ms
+        self.last_event_id = last_event_id
+        self.last_sent = -1
+
+    async def opening(self, sub: Subscription) -> AsyncGenerator[bytes, None]:
+        """The first chunks: the retry hint with ``CONNECTED``, or with the replay in batches."""
+        head = f"retry: {self.retry_ms}\n\n".encode()
+        if self.last_event_id is None:
             # Nothing to resume: start at the live edge, and give the client an id to resume from.
-            last_sent = sub.start_position - 1
-            yield _control("CONNECTED", {"lastEventId": last_sent}, event_id=last_sent)
-        else:
-            last_sent = last_event_id
-            oldest = await service.oldest_position(db)
-            if oldest is not None and last_event_id < oldest - 1:
-                # Pruned past the client's point: it must reload its state, then carry on.
-                yield _control(
-                    "RESET", {"reason": "Events since your last one were pruned; reload the data."}
-                )
-            while True:
-                batch = await service.replay(db, scope, after=last_sent)
-                for message in batch:
-                    yield encode_frame(message).data
-                    last_sent = int(message["eventId"])
-                if len(batch) < 500:
-                    break
+            self.last_sent = sub.start_position - 1
+            yield head + _control(
+                "CONNECTED", {"lastEventId": self.last_sent}, event_id=self.last_sent
+            )
+            return
+        self.last_sent = self.last_event_id
+        oldest = await service.oldest_position(self.db)
+        if oldest is not None and self.last_event_id < oldest - 1:
+            # Pruned past the client's point: it must reload its state, then carry on.
+            head += _control(
+                "RESET", {"reason": "Events since your last one were pruned; reload the data."}
+            )
         while True:
-            frame = await sub.get()
-            if frame is CLOSED:
-                return
-            if frame is OVERFLOW:
-                yield _control(
-                    "OVERFLOW",
-                    {
-                        "reason": "Too slow to keep up; reconnect to resume.",
-                        "lastEventId": last_sent,
-                    },
-                )
-                return
-            if frame.position <= last_sent:
-                continue
-            yield frame.data
-            last_sent = frame.position
-    finally:
-        hub.unsubscribe(sub)
+            batch = await service.replay(
+                self.db, self.scope, after=self.last_sent, limit=REPLAY_BATCH
+            )
+            if batch:
+                frames = [encode_frame(message).data for message in batch]
+                self.last_sent = int(batch[-1]["eventId"])
+                yield head + b"".join(frames)
+                head = b""
+            if len(batch) < REPLAY_BATCH:
+                break
+        if head:
+            yield head
+
+    def live(self, frames: list[Frame]) -> bytes:
+        """The chunk for frames from the hub: those already sent (by the replay) left out."""
+        last = self.last_sent
+        fresh = [frame for frame in frames if frame.position > last]
+        if not fresh:
+            return b""
+        self.last_sent = fresh[-1].position
+        return fresh[0].data if len(fresh) == 1 else b"".join(f.data for f in fresh)
+
+    def last_frame(self, reason: CloseReason, note: str | None) -> bytes:
+        """What a stream that ends for ``reason`` says last (nothing for most reasons)."""
+        if reason is CloseReason.OVERFLOW:
+            return _control(
+                "OVERFLOW",
+                {
+                    "reason": "Too slow to keep up; reconnect to resume.",
+                    "lastEventId": self.last_sent,
+                },
+            )
+        if reason is CloseReason.SESSION:
+            # Reconnecting would be refused (401): the client should sign in again first.
+            return _control(
+                "SESSION_ENDED",
+                {
+                    "reason": note or "session ended",
+                    "message": "Your session has ended; sign in again.",
+                    "lastEventId": self.last_sent,
+                },
+            )
+        if reason is CloseReason.ACCESS:
+            # Reconnecting would be refused (404): what it carried is no longer the user's.
+            return _control(
+                "ACCESS_ENDED",
+                {
+                    "reason": note or "access changed",
+                    "message": "You may no longer see the events of this stream.",
+                },
+            )
+        return b""
