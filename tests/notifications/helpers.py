@@ -22,5 +22,15 @@ async def rows_of(
         )
 
 
+async def sent_rows_of(
+    factory: Factory, order_id: str, *, type: str | None = None
+) -> list[OrderNotification]:
+    """The rows after the dispatcher sent what was due (email, SMS and push are rendered when
+    sent; each row then keeps the copy that went out)."""
+    while await factory.runtime.dispatcher.run_once():
+        pass
+    return await rows_of(factory, order_id, type=type)
+
+
 def by_channel(rows: list[OrderNotification]) -> dict[str, OrderNotification]:
     return {str(row.channel): row for row in rows}

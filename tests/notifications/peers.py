@@ -190,18 +190,18 @@ class ReceivedMail:
 
     @cached_property
     def message(self) -> EmailMessage:
-        return BytesParser(policy=policy.default).parsebytes(self.data)  # type: ignore[return-value]
+        return BytesParser(policy=policy.default).parsebytes(self.data)
 
     @property
     def text(self) -> str:
         part = self.message.get_body(("plain",))
         assert part is not None
-        return str(part.get_content())  # type: ignore[attr-defined]
+        return str(part.get_content())
 
     @property
     def html(self) -> str | None:
         part = self.message.get_body(("html",))
-        return None if part is None else str(part.get_content())  # type: ignore[attr-defined]
+        return None if part is None else str(part.get_content())
 
 
 class _PeerSMTP(SMTP):
@@ -390,7 +390,7 @@ class TwilioPeer:
         self.auth_token = auth_token
         self.url = ""
         self.requests: list[TwilioRequest] = []
-        self.sent: list[dict[str, str]] = []  # accepted messages (with their sid)
+        self.sent: list[dict[str, str | None]] = []  # accepted messages (with their sid)
         self._next: deque[tuple[int, dict[str, Any]]] = deque()
         self._numbers: dict[str, tuple[int, dict[str, Any]]] = {}
         self._by_token: dict[str, dict[str, Any]] = {}

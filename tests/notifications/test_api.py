@@ -3,24 +3,29 @@ logs, resends and the admin view, through HTTP."""
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
+import itsdangerous.timed
 import pytest
+from itsdangerous import URLSafeSerializer
 from sqlalchemy import select
 
 from farmstand.accounts.roles import Role
 from farmstand.notifications.models import PushSubscription
 from farmstand.orders.states import OrderStatus
-from tests.notifications.helpers import by_channel, rows_of
+from tests.conftest import TEST_SECRET
+from tests.mailbox import read_mailbox
+from tests.notifications.helpers import by_channel, rows_of, sent_rows_of
 
-PUSH = {
-    "endpoint": "https://fcm.googleapis.com/fcm/send/abc123def456",
-    "keys": {
-        "p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-"
-        "Ts1XbjhazAkj7I99e8QcYP7DkM",
-        "auth": "tBHItJI5svbpez7KI4CCXg",
-    },
+PUSH_KEYS = {
+    "p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-"
+    "Ts1XbjhazAkj7I99e8QcYP7DkM",
+    "auth": "tBHItJI5svbpez7KI4CCXg",
 }
+PUSH = {"endpoint": "https://fcm.googleapis.com/fcm/send/abc123def456", "keys": PUSH_KEYS}
 
 
 async def test_preferences_show_the_defaults_and_changes_take_effect(factory, client):
@@ -45,9 +50,33 @@ async def test_preferences_show_the_defaults_and_changes_take_effect(factory, cl
     assert "SMS" in by_channel(await rows_of(factory, order.id, type="ORDER_CONFIRMED"))
 
 
+async def test_preferences_read_changed_and_written_back_round_trip(factory, client):
+    # Given what GET returns (it carries the time zone and every switch)
+    headers = await factory.headers(await factory.user())
+    document = (await client.get("/api/me/notification-preferences", headers=headers)).json()
+    prefs = document["data"]
+    assert prefs["timezone"] == "UTC"
+
+    # When a client changes one switch and sends the whole document back
+    prefs["channels"]["ORDER_READY"]["SMS"] = False
+    response = await client.put("/api/me/notification-preferences", json=prefs, headers=headers)
+
+    # Then it is accepted and only that switch changed
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == prefs
+
+    # And the time zone it carries is the user's zone, applied like PATCH /api/me does
+    prefs["timezone"] = "Europe/Paris"
+    moved = await client.put("/api/me/notification-preferences", json=prefs, headers=headers)
+    assert moved.json()["data"]["timezone"] == "Europe/Paris"
+    me = await client.get("/api/auth/me", headers=headers)
+    assert me.json()["data"]["timezone"] == "Europe/Paris"
+
+
 @pytest.mark.parametrize(
     "body",
     [
+        {"timezone": "Mars/Olympus_Mons"},
         {"channels": {"ORDER_READY": {"FAX": True}}},
         {"channels": {"NOT_A_TYPE": {"SMS": True}}},
         {"quietHours": {"start": "25:00", "end": "07:00"}},
@@ -80,9 +109,11 @@ async def test_quiet_hours_hold_sms_and_push_until_they_end(factory, client):
     order = await factory.order(status=OrderStatus.READY_FOR_PICKUP, customer=customer)
     rows = by_channel(await rows_of(factory, order.id, type="ORDER_READY"))
     # Waits for the end of quiet hours (HH:MM, so within the minute of now + 2 h).
+    assert rows["SMS"].next_attempt_at is not None
     held = rows["SMS"].next_attempt_at - now
     assert timedelta(hours=1, minutes=58) < held <= timedelta(hours=2)
     assert rows["SMS"].meta["quietHoursUntil"]
+    assert rows["EMAIL"].next_attempt_at is not None
     assert rows["EMAIL"].next_attempt_at <= datetime.now(UTC)  # email is not held
 
     response = await client.put(
@@ -91,21 +122,37 @@ async def test_quiet_hours_hold_sms_and_push_until_they_end(factory, client):
     assert response.json()["data"]["quietHours"] is None
 
 
+def unsubscribe_path(factory, email_row_id: str) -> str:
+    """The path of the one-click link in the email sent for ``email_row_id``."""
+    sent = [
+        entry
+        for entry in read_mailbox(factory.runtime.settings.mailbox_dir)
+        if email_row_id in entry.name
+    ]
+    assert len(sent) == 1, "the email was sent once"
+    header = str(sent[0].message()["List-Unsubscribe"])  # <https://…/unsubscribe/<token>>
+    url = header.strip("<>")
+    assert "?" not in url, "the token is in the path, not a query string"
+    return "/" + url.split("://", 1)[1].split("/", 1)[1]
+
+
 async def test_one_click_unsubscribe_stops_order_emails(factory, client):
     customer = await factory.user()
     order = await factory.order(status=OrderStatus.CONFIRMED, customer=customer)
-    email = by_channel(await rows_of(factory, order.id, type="ORDER_CONFIRMED"))["EMAIL"]
-    url = email.meta["unsubscribeUrl"]
-    path = url.split("://", 1)[1].split("/", 1)[1]
+    email = by_channel(await sent_rows_of(factory, order.id, type="ORDER_CONFIRMED"))["EMAIL"]
+    path = unsubscribe_path(factory, email.id)
 
-    page = await client.get(f"/{path}")  # the link in the footer: a page with a button
+    page = await client.get(path)  # the link in the footer: a page with a button
     assert page.status_code == 200 and "<form" in page.text
+    assert customer.email not in page.text
+    assert page.headers["cache-control"] == "no-store"
     done = await client.post(
-        f"/{path}",
+        path,
         content="List-Unsubscribe=One-Click",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert done.status_code == 200 and "Unsubscribed" in done.text
+    assert customer.email not in done.text  # the page names nobody
 
     prefs = await client.get(
         "/api/me/notification-preferences", headers=await factory.headers(customer)
@@ -113,12 +160,87 @@ async def test_one_click_unsubscribe_stops_order_emails(factory, client):
     assert prefs.json()["data"]["emailUnsubscribed"] is True
     later = await factory.order(status=OrderStatus.CONFIRMED, customer=customer)
     email = by_channel(await rows_of(factory, later.id, type="ORDER_CONFIRMED"))["EMAIL"]
+    assert email.last_error is not None
     assert str(email.status) == "SKIPPED" and "Unsubscribed" in email.last_error
 
+    # And the link is spent: used once, it says so
+    again = await client.post(path, content="List-Unsubscribe=One-Click")
+    assert again.status_code == 404 and "expired or is not valid" in again.text
 
-async def test_a_forged_unsubscribe_link_is_refused(client):
-    assert (await client.get("/api/notifications/unsubscribe?token=forged")).status_code == 404
-    assert (await client.post("/api/notifications/unsubscribe?token=forged")).status_code == 404
+
+async def test_no_unsubscribe_token_reaches_the_logs(factory, client, caplog):
+    customer = await factory.user()
+    token = factory.runtime.notifier.unsubscribe_token(customer)
+    with caplog.at_level(logging.DEBUG):
+        await client.get(f"/api/notifications/unsubscribe/{token}")
+        await client.post(f"/api/notifications/unsubscribe/{token}")
+    # (httpx's own lines are the test client's, not the server's)
+    lines = [r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert any("/api/notifications/unsubscribe/{token}" in line for line in lines)
+    assert not any(token in line or customer.email in line for line in lines)
+
+
+async def test_changing_preferences_revokes_the_links_sent_so_far(factory, client):
+    customer = await factory.user()
+    order = await factory.order(status=OrderStatus.CONFIRMED, customer=customer)
+    email = by_channel(await sent_rows_of(factory, order.id, type="ORDER_CONFIRMED"))["EMAIL"]
+    path = unsubscribe_path(factory, email.id)
+    assert (await client.get(path)).status_code == 200
+
+    changed = await client.put(
+        "/api/me/notification-preferences",
+        json={"channels": {"ORDER_READY": {"SMS": False}}},
+        headers=await factory.headers(customer),
+    )
+    assert changed.status_code == 200
+
+    assert (await client.get(path)).status_code == 404
+    refused = await client.post(path, content="List-Unsubscribe=One-Click")
+    assert refused.status_code == 404 and "expired or is not valid" in refused.text
+    prefs = await client.get(
+        "/api/me/notification-preferences", headers=await factory.headers(customer)
+    )
+    assert prefs.json()["data"]["emailUnsubscribed"] is False
+
+
+async def test_an_unsubscribe_link_expires(factory, client, monkeypatch):
+    customer = await factory.user()
+    notifier = factory.runtime.notifier
+    path = "/" + notifier.unsubscribe_url(customer).split("/", 3)[3]
+    assert (await client.get(path)).status_code == 200
+
+    # When the link's days (the setting, 60 by default) have passed
+    days = factory.runtime.settings.unsubscribe_link_days
+    later = time.time() + days * 86400 + 5
+    monkeypatch.setattr(itsdangerous.timed, "time", SimpleNamespace(time=lambda: later))
+
+    # Then it is refused, with a page saying so, and nothing changes
+    expired = await client.post(path, content="List-Unsubscribe=One-Click")
+    assert expired.status_code == 404 and "expired" in expired.text
+    prefs = await client.get(
+        "/api/me/notification-preferences", headers=await factory.headers(customer)
+    )
+    assert prefs.json()["data"]["emailUnsubscribed"] is False
+
+
+async def test_a_forged_unsubscribe_link_is_refused(factory, client):
+    customer = await factory.user()
+    token = factory.runtime.notifier.unsubscribe_token(customer)
+    for bad in ("forged", token[:-2] + "xx", "a" * 600, token.replace(".", "..", 1)):
+        for method in ("GET", "POST"):
+            response = await client.request(method, f"/api/notifications/unsubscribe/{bad}")
+            assert response.status_code == 404, (method, bad)
+            assert "expired or is not valid" in response.text
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_links_from_emails_sent_before_get_a_clear_page(factory, client, method):
+    # Links of the old form (token in the query string, never expiring) are not honoured
+    old = URLSafeSerializer(TEST_SECRET, salt="farmstand.unsubscribe").dumps("some-user-id")
+    response = await client.request(method, f"/api/notifications/unsubscribe?token={old}")
+    assert response.status_code == 410
+    assert response.headers["content-type"].startswith("text/html")
+    assert "expired or is not valid" in response.text
 
 
 async def test_in_app_centre_lists_reads_and_counts(factory, client):
@@ -159,7 +281,7 @@ async def test_nobody_reads_someone_elses_notification(factory, client):
     assert response.status_code == 404
 
 
-async def test_push_subscription_is_saved_moved_and_removed(factory, client):
+async def test_push_subscription_is_saved_renewed_and_removed(factory, client):
     first, second = await factory.user(), await factory.user()
     key = await client.get("/api/push/vapid-public-key")
     assert len(key.json()["data"]["publicKey"]) > 80
@@ -168,24 +290,44 @@ async def test_push_subscription_is_saved_moved_and_removed(factory, client):
         "/api/push/subscriptions", json=PUSH, headers=await factory.headers(first)
     )
     assert created.status_code == 201
-    # The same browser, signed in as someone else: the subscription follows the new user.
+    renewed = {**PUSH, "keys": {**PUSH_KEYS, "auth": "newAuthSecret1234"}}
     again = await client.post(
-        "/api/push/subscriptions", json=PUSH, headers=await factory.headers(second)
+        "/api/push/subscriptions", json=renewed, headers=await factory.headers(first)
     )
     assert again.json()["data"]["id"] == created.json()["data"]["id"]
-    async with factory.db.transaction(write=False) as session:
-        owner = await session.scalar(select(PushSubscription.user_id))
-    assert owner == second.id
 
     sub_id = created.json()["data"]["id"]
     refused = await client.delete(
-        f"/api/push/subscriptions/{sub_id}", headers=await factory.headers(first)
+        f"/api/push/subscriptions/{sub_id}", headers=await factory.headers(second)
     )
     assert refused.status_code == 404
     removed = await client.delete(
-        f"/api/push/subscriptions/{sub_id}", headers=await factory.headers(second)
+        f"/api/push/subscriptions/{sub_id}", headers=await factory.headers(first)
     )
     assert removed.status_code == 200
+
+
+async def test_another_accounts_push_endpoint_is_not_taken_over(factory, client):
+    # Given a browser subscribed by its owner
+    owner, other = await factory.user(), await factory.user()
+    created = await client.post(
+        "/api/push/subscriptions", json=PUSH, headers=await factory.headers(owner)
+    )
+    assert created.status_code == 201
+
+    # When someone else posts the same endpoint (with keys of their own)
+    hijack = {**PUSH, "keys": {**PUSH_KEYS, "auth": "attackerSecret99"}}
+    response = await client.post(
+        "/api/push/subscriptions", json=hijack, headers=await factory.headers(other)
+    )
+
+    # Then 409, and the owner's subscription is untouched
+    assert response.status_code == 409
+    assert response.json()["success"] is False
+    async with factory.db.transaction(write=False) as session:
+        row = await session.scalar(select(PushSubscription))
+    assert row is not None
+    assert (row.user_id, row.auth) == (owner.id, PUSH_KEYS["auth"])
 
 
 @pytest.mark.parametrize(
@@ -194,6 +336,20 @@ async def test_push_subscription_is_saved_moved_and_removed(factory, client):
         "http://fcm.googleapis.com/fcm/send/x",  # not https
         "https://169.254.169.254/latest/meta-data",  # not a push service
         "https://evil.example/fcm.googleapis.com",
+        "https://[::1/x",  # not even a URL
+        "https://[::1]/x",
+        "https://example.com\uff0fevil.fcm.googleapis.com/x",  # a fullwidth solidus
+        "https://fcm.googleapis.com\u3002evil.example/x",  # an ideographic full stop
+        "https://fcm.googleapis.co\u1d0d/x",  # a look-alike letter
+        "https://evil.example\\@fcm.googleapis.com/x",  # a backslash and user info
+        "https://user@fcm.googleapis.com/x",
+        "https://fcm.googleapis.com:8443/fcm/send/x",  # only port 443
+        "https://fcm.googleapis.com:99999/fcm/send/x",
+        "https://fcm.googleapis.com./fcm/send/x",
+        "https://fcm%2egoogleapis.com/fcm/send/x",
+        "https://xn--fcm-googleapis-abc.fcm.googleapis.com/x",
+        "https://fcm.googleapis.com/fcm/send/x y",
+        "https://fcm.googleapis.com/fcm/send/x#fragment",
     ],
 )
 async def test_push_endpoints_must_be_a_known_push_service(factory, client, endpoint):
@@ -203,6 +359,16 @@ async def test_push_endpoints_must_be_a_known_push_service(factory, client, endp
         headers=await factory.headers(await factory.user()),
     )
     assert response.status_code == 422
+    assert response.json()["details"][0]["field"] == "endpoint"
+
+
+async def test_an_explicit_port_443_is_accepted(factory, client):
+    response = await client.post(
+        "/api/push/subscriptions",
+        json={**PUSH, "endpoint": "https://fcm.googleapis.com:443/fcm/send/x443"},
+        headers=await factory.headers(await factory.user()),
+    )
+    assert response.status_code == 201
 
 
 async def test_profile_phone_is_validated_as_e164(factory, client):
@@ -216,12 +382,31 @@ async def test_profile_phone_is_validated_as_e164(factory, client):
     assert good.json()["data"]["timezone"] == "Europe/London"
 
 
+FARM_VIEW = {
+    "id",
+    "orderId",
+    "type",
+    "channel",
+    "status",
+    "attempts",
+    "resent",
+    "nextAttemptAt",
+    "sentAt",
+    "deliveryStatus",
+    "deliveryErrorCode",
+    "deliveryUpdatedAt",
+    "readAt",
+    "createdAt",
+}
+
+
 async def test_farm_and_admin_see_the_delivery_log_customers_do_not(factory, client):
     farmer = await factory.user(Role.FARMER)
     customer = await factory.user()
     order = await factory.order(
         farm=await factory.farm(farmer), customer=customer, status=OrderStatus.READY_FOR_PICKUP
     )
+    await sent_rows_of(factory, order.id, type="ORDER_READY")  # the emails went out
     log = await client.get(
         f"/api/orders/{order.id}/notifications", headers=await factory.headers(farmer)
     )
@@ -229,14 +414,17 @@ async def test_farm_and_admin_see_the_delivery_log_customers_do_not(factory, cli
     lines = log.json()["data"]
     ready = [line for line in lines if line["type"] == "ORDER_READY"]
     assert {line["channel"] for line in ready} == {"EMAIL", "SMS", "PUSH", "IN_APP"}
-    assert all("html" not in line["metadata"] for line in lines)
+    # The farm sees the allow-listed fields only: no links, addresses, errors or messages
+    assert all(set(line) == FARM_VIEW for line in lines)
+    assert "unsubscribe" not in log.text and customer.email not in log.text
 
     admin = await factory.user(Role.ADMIN)
-    assert (
-        await client.get(
-            f"/api/orders/{order.id}/notifications", headers=await factory.headers(admin)
-        )
-    ).status_code == 200
+    admin_log = await client.get(
+        f"/api/orders/{order.id}/notifications", headers=await factory.headers(admin)
+    )
+    assert admin_log.status_code == 200
+    assert all({"userId", "lastError", "details"} <= set(line) for line in admin_log.json()["data"])
+    assert "unsubscribe" not in admin_log.text
     assert (
         await client.get(
             f"/api/orders/{order.id}/notifications", headers=await factory.headers(customer)
@@ -260,7 +448,7 @@ async def test_farm_can_resend_the_latest_notification_but_not_too_often(factory
     assert first.json()["data"]["type"] == "ORDER_CONFIRMED"
     resent = first.json()["data"]["notifications"]
     assert {n["channel"] for n in resent} == {"EMAIL", "IN_APP"}
-    assert all(n["metadata"]["requestedBy"] == farmer.id for n in resent)
+    assert all(n["resent"] is True and set(n) == FARM_VIEW for n in resent)
 
     second = await client.post(f"/api/orders/{order.id}/notifications/resend", headers=headers)
     assert second.status_code == 429

@@ -10,15 +10,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from farmstand.accounts.models import User
 from farmstand.accounts.roles import Role
 from farmstand.app import create_app
 from farmstand.db import utcnow
 from farmstand.deps import Runtime
-from farmstand.notifications.models import OrderNotification, PushSubscription
+from farmstand.notifications.channels.base import PushTarget
+from farmstand.notifications.models import NotificationStatus, OrderNotification, PushSubscription
+from farmstand.orders import service as orders
 from farmstand.orders.states import OrderStatus
+from tests import services
 from tests.conftest import make_settings
 from tests.factories import Factory
 from tests.notifications.helpers import by_channel, rows_of
@@ -41,7 +45,7 @@ class World:
             total += sent
         return total
 
-    async def subscribe_push(self, user) -> object:  # type: ignore[no-untyped-def]
+    async def subscribe_push(self, user) -> PushTarget:
         target = self.push.subscribe()
         response = await self.client.post(
             "/api/push/subscriptions",
@@ -84,7 +88,7 @@ async def world(
                 },
             )
             app = create_app(settings)
-            async with LifespanManager(app):
+            async with services.lifespan(app):
                 transport = httpx.ASGITransport(app=app)
                 async with httpx.AsyncClient(
                     transport=transport, base_url="http://testserver"
@@ -150,7 +154,8 @@ async def test_a_refusing_smtp_server_is_retried_with_backoff_until_it_accepts(w
     emails = [r for r in await rows_of(world.factory, order.id) if str(r.channel) == "EMAIL"]
     assert {str(r.status) for r in emails} == {"QUEUED"}
     assert all(r.attempts == 1 and "451" in (r.last_error or "") for r in emails)
-    assert all(r.next_attempt_at > utcnow() for r in emails)  # waits: backoff
+    # waits: backoff
+    assert all(r.next_attempt_at is not None and r.next_attempt_at > utcnow() for r in emails)
     assert await world.dispatch_all() == 0  # nothing due yet
 
     await world.dispatch_all(at=timedelta(minutes=5))
@@ -159,7 +164,9 @@ async def test_a_refusing_smtp_server_is_retried_with_backoff_until_it_accepts(w
     assert {r.attempts for r in emails} == {2}
 
 
-@pytest.mark.parametrize("world_overrides", [{"notification_max_attempts": 2}])
+@pytest.mark.parametrize(
+    "world_overrides", [{"notification_max_attempts": 2, "notification_retry_hours": 0}]
+)
 async def test_failed_after_the_limit_then_an_admin_retry_delivers(world: World):
     admin = await world.factory.user(Role.ADMIN)
     order = await world.factory.order(status=OrderStatus.CONFIRMED)
@@ -169,7 +176,7 @@ async def test_failed_after_the_limit_then_an_admin_retry_delivers(world: World)
     await world.dispatch_all(at=timedelta(hours=2))
     email = by_channel(await rows_of(world.factory, order.id, type="ORDER_CONFIRMED"))["EMAIL"]
     assert str(email.status) == "FAILED" and email.attempts == 2
-    assert "451" in email.last_error
+    assert email.last_error is not None and "451" in email.last_error
 
     headers = await world.factory.headers(admin)
     failed = await world.client.get("/api/admin/notifications?status=FAILED", headers=headers)
@@ -183,19 +190,30 @@ async def test_failed_after_the_limit_then_an_admin_retry_delivers(world: World)
     assert email.meta["previousError"].startswith("451") or "451" in email.meta["previousError"]
 
 
-async def test_a_refused_address_fails_at_once_without_retrying(world: World):
+def logged(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(record.getMessage() for record in caplog.records)
+
+
+async def test_a_refused_address_fails_at_once_without_retrying(
+    world: World, caplog: pytest.LogCaptureFixture
+):
     customer = await world.factory.user(email="gone@example.test")
-    world.smtp.refuse["gone@example.test"] = "550 5.1.1 No such user"
+    world.smtp.refuse["gone@example.test"] = "550 5.1.1 <gone@example.test> No such user"
     order = await world.factory.order(status=OrderStatus.CONFIRMED, customer=customer)
 
     await world.dispatch_all()
 
     email = by_channel(await rows_of(world.factory, order.id, type="ORDER_CONFIRMED"))["EMAIL"]
     assert str(email.status) == "FAILED" and email.attempts == 1
-    assert "550" in email.last_error
+    assert email.last_error is not None and "550" in email.last_error
+    # The row keeps the server's words for the delivery log; the log line names nobody.
+    assert "failed (attempt 1, final)" in logged(caplog)
+    assert "gone@example.test" not in logged(caplog)
 
 
-async def test_an_invalid_phone_number_fails_and_a_twilio_outage_is_retried(world: World):
+async def test_an_invalid_phone_number_fails_and_a_twilio_outage_is_retried(
+    world: World, caplog: pytest.LogCaptureFixture
+):
     bad = await world.factory.user(phone="+15005550001")
     world.twilio.refuse_number("+15005550001")
     good = await world.factory.user(phone="+14155550199")
@@ -208,7 +226,11 @@ async def test_an_invalid_phone_number_fails_and_a_twilio_outage_is_retried(worl
     bad_sms = by_channel(await rows_of(world.factory, bad_order.id, type="ORDER_READY"))["SMS"]
     good_sms = by_channel(await rows_of(world.factory, good_order.id, type="ORDER_READY"))["SMS"]
     assert str(bad_sms.status) == "FAILED"
-    assert str(good_sms.status) == "QUEUED" and good_sms.attempts == 1  # 503: try again
+    assert "+15005550001" in (bad_sms.last_error or "")
+    assert "failed (attempt" in logged(caplog) and "5005550001" not in logged(caplog)
+    # 503: Twilio's failure, not the message's: no attempt counted, the channel paused.
+    assert str(good_sms.status) == "QUEUED" and good_sms.attempts == 0
+    assert "503" in (good_sms.last_error or "")
     await world.dispatch_all(at=timedelta(minutes=5))
     good_sms = by_channel(await rows_of(world.factory, good_order.id, type="ORDER_READY"))["SMS"]
     assert str(good_sms.status) == "SENT"
@@ -237,13 +259,35 @@ async def test_quiet_hours_hold_an_sms_until_they_end(world: World):
         user = await session.get(type(customer), customer.id)
         assert user is not None
         user.quiet_hours_start, user.quiet_hours_end = "00:00", "23:59"  # UTC
-    order = await world.factory.order(status=OrderStatus.READY_FOR_PICKUP, customer=customer)
+    order = await world.factory.order(status=OrderStatus.PREPARING, customer=customer)
 
-    await world.dispatch_all()
+    # When the order is ready at noon (the next noon: the test does not depend on when it
+    # runs; at 23:59 the real clock would be outside these quiet hours)
+    real_now = utcnow()
+    noon = real_now.replace(hour=12, minute=0, second=0, microsecond=0)
+    if noon <= real_now:
+        noon += timedelta(days=1)
+    async with world.factory.db.transaction() as session:
+        farmer = await session.get(User, order.farm_owner_id)
+        assert farmer is not None
+        for item in order.items:
+            await orders.set_item_prepared(session, farmer, order.id, item.id, True)
+        await orders.change_status(
+            session,
+            farmer,
+            order.id,
+            OrderStatus.READY_FOR_PICKUP,
+            policy=world.runtime.order_policy,
+            now=noon,
+        )
+
+    # Then at noon the SMS waits, untried, and the next day it goes
+    await world.dispatch_all(at=noon - real_now)
     sms = by_channel(await rows_of(world.factory, order.id, type="ORDER_READY"))["SMS"]
     assert str(sms.status) == "QUEUED" and sms.attempts == 0  # held back, not tried
+    assert sms.next_attempt_at == noon.replace(hour=23, minute=59)
 
-    await world.dispatch_all(at=timedelta(days=1))
+    await world.dispatch_all(at=noon - real_now + timedelta(days=1))
     sms = by_channel(await rows_of(world.factory, order.id, type="ORDER_READY"))["SMS"]
     assert str(sms.status) == "SENT"
 
@@ -257,11 +301,40 @@ async def test_one_smtp_session_carries_a_batch(world: World):
     assert world.smtp.connections <= world.runtime.settings.email_concurrency
 
 
-async def test_sent_and_failed_are_counted_per_channel(world: World):
+METRICS_TOKEN = "metrics-token-for-the-dispatch-tests"
+
+
+@pytest.mark.parametrize("world_overrides", [{"metrics_token": METRICS_TOKEN}])
+async def test_sent_retried_and_failed_are_counted_per_channel(world: World):
+    async def emails(result: str) -> float:
+        scrape = await world.client.get(
+            "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+        )
+        assert scrape.status_code == 200
+        for family in text_string_to_metric_families(scrape.text):
+            for sample in family.samples:
+                if sample.name == "farmstand_notifications_total" and sample.labels == {
+                    "channel": "EMAIL",
+                    "result": result,
+                }:
+                    return sample.value
+        raise AssertionError(f"no EMAIL/{result} series")
+
+    # Given a refused address, a server that fails once, then one that accepts
+    refused = await world.factory.user(email="gone@example.test")
+    world.smtp.refuse["gone@example.test"] = "550 5.1.1 No such user"
+    await world.factory.order(status=OrderStatus.CONFIRMED, customer=refused)
+    await world.dispatch_all()
+    world.smtp.fail_next("MAIL", "451 4.3.0 Try again later", times=1)
     await world.factory.order(status=OrderStatus.CONFIRMED)
     await world.dispatch_all()
-    metrics = await world.client.get("/metrics")
-    assert 'farmstand_notifications_sent_total{channel="EMAIL"}' in metrics.text
+    await world.factory.order(status=OrderStatus.CONFIRMED)
+    await world.dispatch_all()
+
+    # Then each outcome is counted under its result
+    assert await emails("failed") == 1
+    assert await emails("retry") == 1
+    assert await emails("sent") >= 1
 
 
 async def test_a_notification_is_never_claimed_twice_while_its_lease_holds(world: World):
@@ -301,4 +374,4 @@ async def test_stopping_a_dispatcher_finishes_and_records_what_it_was_sending(wo
             )
         )
     assert "SENDING" not in statuses
-    assert statuses.count("SENT") == len(world.smtp.messages) >= 1
+    assert statuses.count(NotificationStatus.SENT) == len(world.smtp.messages) >= 1

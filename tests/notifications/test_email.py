@@ -16,12 +16,10 @@ import pytest
 
 from farmstand.config import Settings
 from farmstand.notifications.channels.base import SendResult
-from farmstand.notifications.channels.email import (
-    FileMailboxSender,
-    SmtpSender,
-    read_mailbox,
-)
+from farmstand.notifications.channels.mailbox import FileMailboxSender
+from farmstand.notifications.channels.smtp import SmtpSender
 from tests.live import free_port
+from tests.mailbox import read_mailbox
 from tests.notifications.peers import (
     SmtpPeer,
     failed,
@@ -150,14 +148,17 @@ async def test_logs_in_when_a_username_is_set(tmp_path: Path) -> None:
         assert len(peer.messages) == 3
 
 
-async def test_a_refused_login_fails_the_batch_permanently(tmp_path: Path) -> None:
+async def test_a_refused_login_is_the_providers_failure_not_the_messages(
+    tmp_path: Path,
+) -> None:
     with SmtpPeer(auth=("farm", "s3cret")) as peer:
         settings = smtp_settings(tmp_path, peer, smtp_username="farm", smtp_password="wrong")
         results = await send(settings, [make_delivery(), make_delivery()])
 
         for result in results:
             error = failed(result)
-            assert error.permanent
+            # Not FAILED for good: the channel pauses until the login works again.
+            assert error.provider and not error.permanent
             assert "SMTP login refused" in str(error)
             assert "FARMSTAND_SMTP_PASSWORD" in str(error)
         assert peer.messages == []
@@ -191,7 +192,7 @@ async def test_an_untrusted_certificate_is_a_temporary_failure(tmp_path: Path) -
         settings = smtp_settings(tmp_path, peer, smtp_security="tls")
         [result] = await send(settings, [make_delivery()])  # system CAs: not trusted
 
-        assert not failed(result).permanent
+        assert not failed(result).permanent and failed(result).provider
         assert peer.messages == []
 
 
@@ -417,8 +418,10 @@ async def test_the_file_mailbox_writes_readable_eml_files(tmp_path: Path) -> Non
     assert entries[1].message_id == f"<{first.notification_id}@farmstand>"
     assert entries[1].date is not None
     message = entries[1].message()
-    assert LINK in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert LINK in message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    plain, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None and html is not None
+    assert LINK in plain.get_content()
+    assert LINK in html.get_content()
     assert message["List-Unsubscribe"] == f"<{UNSUBSCRIBE}>"
     assert "Subject: First" in entries[1].read_text()
 

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from farmstand.notifications.channels.email import FileMailboxSender, SmtpSender
-from farmstand.notifications.channels.factory import close_senders, make_senders
+from farmstand.notifications.channels.base import Sender
+from farmstand.notifications.channels.factory import make_senders
+from farmstand.notifications.channels.mailbox import FileMailboxSender
 from farmstand.notifications.channels.push import WebPushSender
 from farmstand.notifications.channels.sms import FileOutboxSender, TwilioSender
+from farmstand.notifications.channels.smtp import SmtpSender
 from farmstand.notifications.models import NotificationChannel
 from tests.notifications.peers import notification_settings
+
+
+async def close_senders(senders: dict[NotificationChannel, Sender]) -> None:
+    """Close every sender (their HTTP clients), even when one of them fails to close."""
+    await asyncio.gather(*(s.close() for s in senders.values()), return_exceptions=True)
 
 
 async def test_local_files_by_default(tmp_path: Path) -> None:

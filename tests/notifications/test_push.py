@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,15 +13,14 @@ import pytest
 from py_vapid import Vapid
 
 from farmstand.config import Settings
-from farmstand.notifications.channels import push
+from farmstand.notifications.channels import vapid as vapid_module
 from farmstand.notifications.channels.base import DeliveryError, PushTarget, SendResult
-from farmstand.notifications.channels.push import (
-    MAX_PAYLOAD_BYTES,
+from farmstand.notifications.channels.push import MAX_PAYLOAD_BYTES, WebPushSender, push_topic
+from farmstand.notifications.channels.vapid import (
     VAPID_FILE_NAME,
     VapidKeyError,
     VapidKeys,
     VapidKeysMissing,
-    WebPushSender,
     b64url_decode,
     generate_vapid_keys,
     vapid_keys,
@@ -102,6 +102,9 @@ async def test_the_payload_is_encrypted_and_vapid_signed(tmp_path: Path, service
     assert received.headers["ttl"] == "86400"
     assert received.headers["content-encoding"] == "aes128gcm"
     assert received.headers["authorization"].startswith("vapid t=")
+    # A retried send replaces, not repeats, a message waiting for an offline browser.
+    assert received.headers["topic"] == push_topic(delivery.notification_id)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,32}", received.headers["topic"])
 
 
 async def test_urgency_is_normal_for_other_types(tmp_path: Path, service: PushPeer) -> None:
@@ -332,7 +335,7 @@ def test_development_keys_are_generated_once_and_kept(tmp_path: Path) -> None:
 
     # When the keys are asked for, then again by another process (no memory of the first)
     first = vapid_keys(settings)
-    push._vapid_keys.cache_clear()
+    vapid_module._vapid_keys.cache_clear()
     second = vapid_keys(notification_settings(tmp_path))
 
     # Then they were generated into a private file and read back from it

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from farmstand.accounts.roles import Role
+from farmstand.notifications.models import OrderReminder
 from farmstand.notifications.scheduler import Scheduler
 from farmstand.orders.models import Order
 from farmstand.orders.states import OrderStatus
@@ -16,12 +17,12 @@ from tests.notifications.helpers import rows_of
 T0 = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
 
 
-async def set_order(factory, order_id: str, **values) -> None:  # type: ignore[no-untyped-def]
+async def set_order(factory, order_id: str, **values) -> None:
     async with factory.db.transaction() as session:
         await session.execute(update(Order).where(Order.id == order_id).values(**values))
 
 
-def scheduler(factory, **overrides) -> Scheduler:  # type: ignore[no-untyped-def]
+def scheduler(factory, **overrides) -> Scheduler:
     settings = factory.runtime.settings.model_copy(update=overrides)
     return Scheduler(factory.db, settings)
 
@@ -114,3 +115,33 @@ async def test_several_schedulers_at_once_still_send_each_notice_once(factory):
             if str(r.channel) == "IN_APP" and r.user_id == order.customer_id
         ]
         assert len(in_app) == 1
+
+
+async def test_reminders_leave_the_order_row_untouched(factory):
+    # Given a late order and a ready one waiting for pickup
+    late = await factory.order(status=OrderStatus.PREPARING)
+    await set_order(factory, late.id, estimated_ready_at=T0)
+    waiting = await factory.order(status=OrderStatus.READY_FOR_PICKUP)
+    await set_order(factory, waiting.id, ready_at=T0, estimated_pickup_at=T0 + timedelta(hours=3))
+    before = {order.id: await order_row(factory, order.id) for order in (late, waiting)}
+
+    # When the scheduler sends a delay notice and both kinds of reminder
+    sched = scheduler(factory, reminder_after_hours=2, reminder_before_pickup_minutes=60)
+    sent = await sched.run_once(now=T0 + timedelta(hours=2, minutes=30))
+    assert sent == {"delayed": 1, "waiting": 1, "slot": 1}
+
+    # Then the orders (their version, updated_at, every column) are as they were: only the
+    # notifications package's own table remembers what went out
+    for order_id, row in before.items():
+        assert await order_row(factory, order_id) == row
+    async with factory.db.transaction() as session:
+        marks = {r.order_id: r for r in await session.execute(select(OrderReminder.__table__))}
+    assert marks[late.id].late_notified_for == T0
+    assert marks[waiting.id].ready_reminder_at == T0 + timedelta(hours=2, minutes=30)
+    assert marks[waiting.id].pickup_reminder_for == T0 + timedelta(hours=3)
+
+
+async def order_row(factory, order_id: str) -> tuple:
+    async with factory.db.transaction() as session:
+        table = Order.__table__
+        return tuple((await session.execute(select(table).where(table.c.id == order_id))).one())

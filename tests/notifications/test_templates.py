@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farmstand.notifications.models import NotificationChannel, NotificationType
+from farmstand.notifications.models import ORDER_TYPES, NotificationChannel, NotificationType
 from farmstand.notifications.templates import (
     OPTIONAL_KEYS,
     Rendered,
@@ -23,7 +23,8 @@ from farmstand.notifications.templates import (
 
 T = NotificationType
 C = NotificationChannel
-ALL = list(itertools.product(NotificationType, NotificationChannel))
+# Order notifications (account emails have their own test below).
+ALL = list(itertools.product(ORDER_TYPES, NotificationChannel))
 ALL_IDS = [f"{type_}-{channel}" for type_, channel in ALL]
 
 ORDER_URL = "https://farmstand.example/orders/FS-7K3M9Q"
@@ -173,7 +174,7 @@ def test_render_leaves_the_callers_context_alone(templates: Templates) -> None:
 # --- emails ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("type_", list(NotificationType))
+@pytest.mark.parametrize("type_", ORDER_TYPES)
 def test_every_email_links_to_the_order(templates: Templates, type_: NotificationType) -> None:
     rendered = templates.render(type_, C.EMAIL, realistic(type_))
 
@@ -184,7 +185,7 @@ def test_every_email_links_to_the_order(templates: Templates, type_: Notificatio
     assert rendered.title in rendered.html  # the subject is the HTML title
 
 
-@pytest.mark.parametrize("type_", list(NotificationType))
+@pytest.mark.parametrize("type_", ORDER_TYPES)
 def test_email_greets_and_offers_unsubscribe(templates: Templates, type_: NotificationType) -> None:
     name = realistic(type_)["recipient_name"]
 
@@ -501,7 +502,7 @@ def test_a_hostile_reason_is_shown_literally_and_escaped_in_html(templates: Temp
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("type_", list(NotificationType))
+@pytest.mark.parametrize("type_", ORDER_TYPES)
 def test_sms_keeps_the_order_number_and_a_whole_link(
     templates: Templates, type_: NotificationType, variant: str
 ) -> None:
@@ -654,3 +655,24 @@ def test_fit_sms_always_fits(text: str, max_segments: int) -> None:
     assert sms_segments(fitted) <= max_segments
     if sms_segments(text) <= max_segments:
         assert fitted == text
+
+
+@pytest.mark.parametrize("type_", [T.ACCOUNT_VERIFY, T.ACCOUNT_EXISTS])
+def test_account_emails_render_with_their_link_and_no_unsubscribe(
+    templates: Templates, type_: NotificationType
+) -> None:
+    link = "https://farmstand.example/some/link"
+    context = {
+        "recipient_name": "Ann\nBcc: evil@example.com",
+        "email": "ann@example.com",
+        "url": link,
+        "ttl_hours": "24",
+    }
+
+    rendered = templates.render(type_, NotificationChannel.EMAIL, context)
+
+    assert rendered.title
+    assert link in rendered.text
+    assert rendered.html is not None and link in rendered.html
+    assert "Hi Ann Bcc: evil@example.com," in rendered.text  # flattened to one line
+    assert "nsubscribe" not in rendered.text

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from farmstand.app import build_runtime
 from farmstand.deps import Runtime
 from farmstand.notifications.models import NotificationChannel, OrderNotification
 from farmstand.orders.states import OrderStatus
+from tests import services
 from tests.conftest import TEST_SECRET, make_settings
 from tests.factories import Factory
 from tests.live import FARMSTAND
@@ -102,7 +104,7 @@ def received_ids(smtp: SmtpPeer) -> Counter[str]:
     return Counter(m.message["Message-ID"].strip("<>").split("@")[0] for m in smtp.messages)
 
 
-async def wait_for(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
+async def wait_for(predicate, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await predicate():
@@ -193,3 +195,34 @@ async def test_two_workers_never_send_the_same_notification_twice(
             )
         )
     assert len(claimers) == 2  # both workers really sent a share
+
+
+async def test_a_worker_sends_what_a_server_commits_without_waiting_for_its_poll(
+    postgres_url: str, smtp: SmtpPeer, tmp_path: Path
+):
+    """Servers and workers share the Redis bus: a change's events wake every worker."""
+    services.require("redis")
+    channel = f"farmstand-test:{uuid.uuid4().hex}"
+    bus = {"FARMSTAND_EVENT_BUS": "redis", "FARMSTAND_REDIS_CHANNEL": channel}
+    server: Runtime = build_runtime(
+        make_settings(postgres_url, tmp_path, event_bus="redis", redis_channel=channel)
+    )
+    await server.start(streams=False, dispatch=False)  # publishes what it commits
+    env = worker_env(postgres_url, smtp, tmp_path, FARMSTAND_DISPATCHER_POLL_SECONDS="120", **bus)
+    log = tmp_path / "worker.log"
+    worker = start_worker(env, log)
+    try:
+
+        async def idle() -> bool:  # started, and its first look at the queue is done
+            return "sending notifications" in log.read_text()
+
+        await wait_for(idle, timeout=60)
+        await asyncio.sleep(1)
+        factory = Factory(server)
+        await factory.order(status=OrderStatus.CONFIRMED)  # one confirmation email
+        started = time.monotonic()
+        await wait_for(lambda: _at_least(smtp, 1), timeout=30)
+        assert time.monotonic() - started < 15  # far sooner than the 120 s poll
+    finally:
+        stop(worker)
+        await server.stop()

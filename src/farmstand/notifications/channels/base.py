@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -52,23 +54,63 @@ class SendResult:
 
 
 class DeliveryError(Exception):
-    """A send that failed. ``permanent`` failures are not retried (a bad number, say)."""
+    """A send that failed.
+
+    Three kinds: the message's own temporary failure (retried with backoff), the message's
+    own ``permanent`` failure (a bad number: not retried), and a ``provider`` failure (the
+    provider is unreachable, refuses our login, fails or throttles everyone): nothing about
+    this message, so the dispatcher pauses the channel and charges the message no attempt.
+    ``retry_after``: seconds the provider asked us to wait (429 ``Retry-After``), if it did.
+    """
 
     def __init__(
-        self, message: str, *, permanent: bool = False, expired_push_targets: tuple[str, ...] = ()
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        provider: bool = False,
+        retry_after: float | None = None,
+        expired_push_targets: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message)
-        self.permanent = permanent
+        self.permanent = permanent and not provider
+        self.provider = provider
+        self.retry_after = retry_after
         self.expired_push_targets = expired_push_targets
+
+
+ResultCallback = Callable[[int, "SendResult | DeliveryError"], None]
+"""Told each delivery's result (its index in the batch) as soon as it is known."""
+
+
+async def send_each(
+    deliveries: list[Delivery],
+    send: Callable[[Delivery], Awaitable[SendResult | DeliveryError]],
+    on_result: ResultCallback | None,
+) -> list[SendResult | DeliveryError]:
+    """``send`` every delivery concurrently (the sender bounds its own concurrency), telling
+    ``on_result`` each result as it completes; the results in order."""
+
+    async def one(index: int, delivery: Delivery) -> SendResult | DeliveryError:
+        result = await send(delivery)
+        if on_result is not None:
+            on_result(index, result)
+        return result
+
+    return list(await asyncio.gather(*(one(i, d) for i, d in enumerate(deliveries))))
 
 
 class Sender(Protocol):
     channel: NotificationChannel
 
-    async def send_many(self, deliveries: list[Delivery]) -> list[SendResult | DeliveryError]:
+    async def send_many(
+        self, deliveries: list[Delivery], on_result: ResultCallback | None = None
+    ) -> list[SendResult | DeliveryError]:
         """Send a batch (reusing connections), one result per delivery, in order.
 
         Never raises for a single delivery's failure: it returns a DeliveryError in its place.
+        ``on_result``, when given, is called with each result as it completes, so the caller
+        can record it at once (a slow batch must not hold the fast ones' results back).
         """
 
     async def close(self) -> None: ...

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from farmstand.config import Settings
 from farmstand.notifications.channels.base import Sender
-from farmstand.notifications.channels.email import FileMailboxSender, SmtpSender
+from farmstand.notifications.channels.mailbox import FileMailboxSender
 from farmstand.notifications.channels.push import WebPushSender
 from farmstand.notifications.channels.sms import FileOutboxSender, TwilioSender
+from farmstand.notifications.channels.smtp import SmtpSender
 from farmstand.notifications.models import NotificationChannel
 
 
@@ -28,8 +27,3 @@ def make_senders(settings: Settings) -> dict[NotificationChannel, Sender]:
         NotificationChannel.SMS: sms,
         NotificationChannel.PUSH: WebPushSender(settings),
     }
-
-
-async def close_senders(senders: dict[NotificationChannel, Sender]) -> None:
-    """Close every sender (their HTTP clients), even when one of them fails to close."""
-    await asyncio.gather(*(s.close() for s in senders.values()), return_exceptions=True)

@@ -1,30 +1,19 @@
 """Web Push: payloads encrypted for each browser subscription (RFC 8291, aes128gcm) and
-authorised with VAPID (RFC 8292), sent over one shared HTTP client.
-
-The VAPID key pair comes from ``FARMSTAND_VAPID_PRIVATE_KEY`` / ``FARMSTAND_VAPID_PUBLIC_KEY``;
-outside production, when they are unset, it is generated once and kept in
-``<data_dir>/.farmstand-vapid.json``.
+authorised with VAPID (RFC 8292, the keys: ``vapid``), sent over one shared HTTP client.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
-import contextlib
-import functools
+import hashlib
 import json
 import logging
-import os
-import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid, VapidException
 from pywebpush import WebPusher, WebPushException
 
@@ -33,14 +22,23 @@ from farmstand.notifications.channels.base import (
     Delivery,
     DeliveryError,
     PushTarget,
+    ResultCallback,
     SendResult,
+    send_each,
 )
-from farmstand.notifications.channels.email import one_line
+from farmstand.notifications.channels.email_message import one_line
+from farmstand.notifications.channels.vapid import (
+    VapidKeys,
+    VapidKeysMissing,
+    b64url,
+    b64url_decode,
+    load_private_key,
+    vapid_keys,
+)
 from farmstand.notifications.models import NotificationChannel, NotificationType
 
 log = logging.getLogger(__name__)
 
-VAPID_FILE_NAME = ".farmstand-vapid.json"
 TTL_SECONDS = 24 * 3600  # how long the push service keeps a message for an offline browser
 VAPID_TOKEN_SECONDS = 12 * 3600  # RFC 8292: exp at most 24 hours ahead
 MAX_PAYLOAD_BYTES = 3000  # push services take 4096 encrypted bytes; leave room
@@ -51,173 +49,6 @@ URGENT_TYPES = frozenset(
         NotificationType.NEW_ORDER,
     }
 )
-
-
-# ---------------------------------------------------------------------------------------------
-# VAPID keys
-
-
-class VapidKeyError(ValueError):
-    """The VAPID keys are missing, unreadable or don't match."""
-
-
-class VapidKeysMissing(VapidKeyError):
-    """Production without configured keys."""
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    """Base64url (or standard base64), padded or not."""
-    clean = "".join(text.split()).replace("+", "-").replace("/", "_").rstrip("=")
-    return base64.urlsafe_b64decode(clean + "=" * (-len(clean) % 4))
-
-
-@dataclass(frozen=True)
-class VapidKeys:
-    private_key: str  # PEM, or base64url of the raw 32-byte scalar (or of DER)
-    public_key: str  # the uncompressed P-256 point, base64url without padding
-
-    def env_lines(self) -> list[str]:
-        """What ``farmstand push keys`` prints, to paste into the environment or ``.env``."""
-        raw = load_private_key(self.private_key).private_numbers().private_value.to_bytes(32, "big")
-        return [
-            f"FARMSTAND_VAPID_PRIVATE_KEY={b64url(raw)}",
-            f"FARMSTAND_VAPID_PUBLIC_KEY={self.public_key}",
-        ]
-
-
-def load_private_key(text: str) -> ec.EllipticCurvePrivateKey:
-    """A P-256 private key from PEM, or base64url of the raw scalar or of DER (PKCS#8/SEC1)."""
-    text = text.strip()
-    try:
-        if text.startswith("-----BEGIN"):
-            key = serialization.load_pem_private_key(text.encode(), password=None)
-        else:
-            raw = b64url_decode(text)
-            if len(raw) == 32:
-                key = ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())
-            else:
-                key = serialization.load_der_private_key(raw, password=None)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise VapidKeyError(f"not a P-256 private key (PEM or base64url): {exc}") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise VapidKeyError("not a P-256 (prime256v1) private key")
-    return key
-
-
-def public_key_b64(key: ec.EllipticCurvePrivateKey) -> str:
-    """What the browser's ``applicationServerKey`` takes."""
-    point = key.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
-    return b64url(point)
-
-
-def generate_vapid_keys() -> VapidKeys:
-    """A new key pair (private key as base64url of the raw scalar, one line for an env var)."""
-    vapid = Vapid()
-    vapid.generate_keys()
-    key = vapid.private_key
-    raw = key.private_numbers().private_value.to_bytes(32, "big")
-    return VapidKeys(private_key=b64url(raw), public_key=public_key_b64(key))
-
-
-def vapid_keys(settings: Settings) -> VapidKeys:
-    """The configured key pair; outside production, when none is configured, the one kept in
-    ``<data_dir>/.farmstand-vapid.json`` (generated on first use, mode 0600).
-
-    Remembered per configuration, so the public-key endpoint can call it on every request.
-    Raises VapidKeyError (a ValueError) on bad or mismatched keys, VapidKeysMissing in
-    production without keys.
-    """
-    private = settings.vapid_private_key.get_secret_value() if settings.vapid_private_key else None
-    return _vapid_keys(
-        private,
-        settings.vapid_public_key or None,
-        settings.environment is Environment.PRODUCTION,
-        settings.data_dir.absolute(),
-    )
-
-
-@functools.lru_cache(maxsize=16)
-def _vapid_keys(
-    private: str | None, public_setting: str | None, production: bool, data_dir: Path
-) -> VapidKeys:
-    if private is not None:
-        try:
-            public = public_key_b64(load_private_key(private))
-        except VapidKeyError as exc:
-            raise VapidKeyError(f"FARMSTAND_VAPID_PRIVATE_KEY: {exc}") from None
-        if public_setting:
-            try:
-                matches = b64url_decode(public_setting) == b64url_decode(public)
-            except (ValueError, binascii.Error):
-                matches = False
-            if not matches:
-                raise VapidKeyError(
-                    "FARMSTAND_VAPID_PUBLIC_KEY does not match FARMSTAND_VAPID_PRIVATE_KEY "
-                    f"(its public key is {public})"
-                )
-        return VapidKeys(private_key=private, public_key=public)
-    if public_setting:
-        raise VapidKeyError(
-            "FARMSTAND_VAPID_PUBLIC_KEY is set but FARMSTAND_VAPID_PRIVATE_KEY is not"
-        )
-    if production:
-        raise VapidKeysMissing(
-            "Web Push needs FARMSTAND_VAPID_PRIVATE_KEY and FARMSTAND_VAPID_PUBLIC_KEY in "
-            "production (generate them with `farmstand push keys`)"
-        )
-    return _local_vapid_keys(data_dir / VAPID_FILE_NAME)
-
-
-def _read_key_file(path: Path) -> VapidKeys:
-    try:
-        data = json.loads(path.read_text())
-        keys = VapidKeys(
-            private_key=data["private_key"],
-            public_key=public_key_b64(load_private_key(data["private_key"])),
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise VapidKeyError(
-            f"{path} cannot be read ({exc}); delete it to generate new keys (browsers then "
-            "subscribe again)"
-        ) from None
-    return keys
-
-
-def _local_vapid_keys(path: Path) -> VapidKeys:
-    if path.exists():
-        return _read_key_file(path)
-    keys = generate_vapid_keys()
-    data = (
-        json.dumps({"private_key": keys.private_key, "public_key": keys.public_key}, indent=2)
-        + "\n"
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(data)
-        try:
-            os.link(tmp, path)  # atomic, and only if no other process got there first
-        except FileExistsError:
-            return _read_key_file(path)
-        except OSError:  # a file system without hard links
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    log.info("generated VAPID keys for Web Push in %s", path)
-    return keys
-
-
-# ---------------------------------------------------------------------------------------------
-# Sending
 
 
 def _json(value: object) -> bytes:
@@ -248,6 +79,13 @@ def push_payload(delivery: Delivery) -> bytes:
         payload["body"] = body[:low].rstrip() + "…" if low else ""
         data = _json(payload)
     return data
+
+
+def push_topic(notification_id: str) -> str:
+    """The ``Topic`` header (RFC 8030 §5.4) for a notification: a push service keeps only the
+    newest message per topic for an offline browser, so a retried send replaces, not repeats.
+    At most 32 characters of the base64url alphabet, derived from the id alone."""
+    return b64url(hashlib.sha256(notification_id.encode()).digest())[:32]
 
 
 def encrypt_for(target: PushTarget, data: bytes) -> bytes:
@@ -331,12 +169,16 @@ class WebPushSender:
         if cached and cached[1] - now > 3600:
             return cached[0]
         expires = now + VAPID_TOKEN_SECONDS
-        header = self._vapid.sign({"sub": self._subject, "aud": audience, "exp": expires})
+        header: dict[str, str] = self._vapid.sign(
+            {"sub": self._subject, "aud": audience, "exp": expires}
+        )
         self._tokens[audience] = (header["Authorization"], expires)
         return header["Authorization"]
 
-    async def send_many(self, deliveries: list[Delivery]) -> list[SendResult | DeliveryError]:
-        return list(await asyncio.gather(*(self._send(d) for d in deliveries)))
+    async def send_many(
+        self, deliveries: list[Delivery], on_result: ResultCallback | None = None
+    ) -> list[SendResult | DeliveryError]:
+        return await send_each(deliveries, self._send, on_result)
 
     async def _send(self, delivery: Delivery) -> SendResult | DeliveryError:
         if self._disabled:
@@ -346,15 +188,16 @@ class WebPushSender:
         try:
             data = push_payload(delivery)
             urgency = "high" if delivery.type in URGENT_TYPES else "normal"
+            topic = push_topic(delivery.notification_id)
             outcomes = await asyncio.gather(
-                *(self._send_to(target, data, urgency) for target in delivery.push_targets)
+                *(self._send_to(target, data, urgency, topic) for target in delivery.push_targets)
             )
         except Exception as exc:
             log.exception("push %s: unexpected error", delivery.notification_id)
             return DeliveryError(f"push failed: {type(exc).__name__}: {exc}")
         return _combine(outcomes)
 
-    async def _send_to(self, target: PushTarget, data: bytes, urgency: str) -> _Outcome:
+    async def _send_to(self, target: PushTarget, data: bytes, urgency: str, topic: str) -> _Outcome:
         parts = urlsplit(target.endpoint)
         if parts.scheme != "https" and not (self._allow_http and parts.scheme == "http"):
             return _Outcome(target, "permanent", "the endpoint is not an https:// URL")
@@ -374,6 +217,7 @@ class WebPushSender:
             "Authorization": authorization,
             "TTL": str(self._ttl),
             "Urgency": urgency,
+            "Topic": topic,
             "Content-Encoding": "aes128gcm",
             "Content-Type": "application/octet-stream",
         }

@@ -11,14 +11,22 @@ from urllib.parse import quote
 import httpx
 
 from farmstand.config import Settings
-from farmstand.notifications.channels.base import Delivery, DeliveryError, SendResult
-from farmstand.notifications.channels.email import one_line, timestamped_name, write_atomically
+from farmstand.notifications.channels.base import (
+    Delivery,
+    DeliveryError,
+    ResultCallback,
+    SendResult,
+    send_each,
+)
+from farmstand.notifications.channels.email_message import one_line
+from farmstand.notifications.channels.mailbox import timestamped_name, write_atomically
 from farmstand.notifications.models import NotificationChannel
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_CHARS = 1600  # Twilio refuses longer bodies (error 21617)
-# 400 answers that are about the moment, not the message: worth retrying.
+STATUS_CALLBACK_PATH = "/api/webhooks/twilio/status"
+# 400 answers that are about the moment, not the message: the provider throttles us.
 TEMPORARY_TWILIO_CODES = frozenset(
     {
         14107,  # SMS send rate limit exceeded
@@ -48,7 +56,8 @@ class TwilioSender:
     at most ``sms_concurrency`` requests at a time.
 
     Each request carries ``I-Twilio-Idempotency-Token: <notification id>``, so a send retried
-    after a lost reply is not sent twice.
+    after a lost reply is not sent twice; with ``public_base_url`` set, a ``StatusCallback``
+    asks Twilio to report delivery to :data:`STATUS_CALLBACK_PATH` (see ``webhooks``).
     """
 
     channel = NotificationChannel.SMS
@@ -74,6 +83,9 @@ class TwilioSender:
             if settings.twilio_messaging_service_sid
             else {"From": settings.twilio_from_number or ""}
         )
+        self._callback = (
+            settings.public_base_url + STATUS_CALLBACK_PATH if settings.public_base_url else None
+        )
         self._semaphore = asyncio.Semaphore(settings.sms_concurrency)
         self._client = httpx.AsyncClient(
             auth=(sid, token),
@@ -82,8 +94,10 @@ class TwilioSender:
             headers={"User-Agent": "farmstand", "Accept": "application/json"},
         )
 
-    async def send_many(self, deliveries: list[Delivery]) -> list[SendResult | DeliveryError]:
-        return list(await asyncio.gather(*(self._send(d) for d in deliveries)))
+    async def send_many(
+        self, deliveries: list[Delivery], on_result: ResultCallback | None = None
+    ) -> list[SendResult | DeliveryError]:
+        return await send_each(deliveries, self._send, on_result)
 
     async def _send(self, delivery: Delivery) -> SendResult | DeliveryError:
         try:
@@ -91,15 +105,18 @@ class TwilioSender:
         except DeliveryError as exc:
             return exc
         except httpx.TimeoutException as exc:
-            return DeliveryError(f"Twilio timed out: {type(exc).__name__}")
-        except httpx.HTTPError as exc:  # connection refused, reset, protocol errors
-            return DeliveryError(f"Twilio unreachable: {type(exc).__name__}: {exc}")
+            return DeliveryError(f"Twilio timed out: {type(exc).__name__}", provider=True)
+        except httpx.HTTPError as exc:  # connection refused, reset, DNS, TLS, protocol errors
+            return DeliveryError(f"Twilio unreachable: {type(exc).__name__}: {exc}", provider=True)
         except Exception as exc:
             log.exception("SMS %s: unexpected error", delivery.notification_id)
             return DeliveryError(f"SMS send failed: {type(exc).__name__}: {exc}")
 
     async def _send_one(self, delivery: Delivery) -> SendResult:
         form = {"To": _phone(delivery), "Body": sms_body(delivery), **self._sender}
+        if self._callback is not None:
+            # The notification id in the (signed) URL: the report finds its row by key.
+            form["StatusCallback"] = f"{self._callback}?n={quote(delivery.notification_id)}"
         async with self._semaphore:
             response = await self._client.post(
                 self.url,
@@ -118,8 +135,18 @@ class TwilioSender:
         await self._client.aclose()
 
 
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        value = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return value if 0 < value <= 86400 else None
+
+
 def twilio_error(response: httpx.Response) -> DeliveryError:
-    """Classify a refusal: bad numbers and bad credentials are permanent; 429 and 5xx are not."""
+    """Classify a refusal. Twilio's (the channel pauses): refused credentials, an unknown
+    account, 408, 429, 5xx and rate-limit codes. The message's own, permanent: an invalid or
+    unsubscribed number and any other 4xx (the same request gets the same answer)."""
     status = response.status_code
     try:
         body = response.json()
@@ -129,15 +156,19 @@ def twilio_error(response: httpx.Response) -> DeliveryError:
     message = one_line(str(body.get("message") or "")) if isinstance(body, dict) else ""
     message = message or one_line(response.reason_phrase or "") or "no message"
     detail = f"{status}{f', code {code}' if code else ''}: {message}"
-    if status in (401, 403):
+    if status in (401, 403, 404):  # 404: no such account (the Messages URL names it)
         return DeliveryError(
             f"Twilio refused the credentials ({detail}); check FARMSTAND_TWILIO_ACCOUNT_SID "
             "and FARMSTAND_TWILIO_AUTH_TOKEN",
-            permanent=True,
+            provider=True,
         )
     if status == 429 or status >= 500 or status == 408 or code in TEMPORARY_TWILIO_CODES:
-        return DeliveryError(f"Twilio is busy or failing ({detail})")
-    # 400 (invalid or unreachable number, unsubscribed recipient, ...), 404 and other 4xx:
+        return DeliveryError(
+            f"Twilio is busy or failing ({detail})",
+            provider=True,
+            retry_after=_retry_after(response),
+        )
+    # 400 (invalid or unreachable number, unsubscribed recipient, ...) and other 4xx:
     # sending the same request again gets the same answer.
     return DeliveryError(f"Twilio refused the message ({detail})", permanent=True)
 
@@ -151,7 +182,10 @@ class FileOutboxSender:
     def __init__(self, settings: Settings) -> None:
         self.directory = settings.sms_outbox_dir
 
-    async def send_many(self, deliveries: list[Delivery]) -> list[SendResult | DeliveryError]:
+    async def send_many(
+        self, deliveries: list[Delivery], on_result: ResultCallback | None = None
+    ) -> list[SendResult | DeliveryError]:
+        # Quick local writes: the caller records them together when the batch returns.
         return await asyncio.to_thread(lambda: [self._write(d) for d in deliveries])
 
     def _write(self, delivery: Delivery) -> SendResult | DeliveryError:
