@@ -27,3 +27,32 @@ async def test_the_same_origin_still_works(factory, client):
         "/api/notifications/read-all", headers={"Origin": "http://testserver"}
     )
     assert response.status_code == 200
+
+
+def _dependencies(dependant):
+    for sub in dependant.dependencies:
+        yield sub
+        yield from _dependencies(sub)
+
+
+def test_no_dependency_runs_in_the_thread_pool(settings):
+    """FastAPI runs a plain-function dependency in its thread pool: a thread hop per request,
+    and a request that waits for a free thread when others hold them (order placement and
+    sign-in waited on one that only read the peer's address)."""
+    import inspect
+
+    from farmstand.app import create_app
+    from farmstand.deps import _api_routes
+
+    app = create_app(settings)
+    routes = list(_api_routes(app.routes))
+    assert len(routes) > 50
+    sync = {
+        f"{route.path}: {sub.call.__qualname__}"
+        for route in routes
+        for sub in _dependencies(route.dependant)
+        if sub.call is not None
+        and not inspect.iscoroutinefunction(sub.call)
+        and not inspect.isasyncgenfunction(sub.call)
+    }
+    assert not sync, sorted(sync)

@@ -150,10 +150,11 @@ async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[As
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def client_address(request: Request) -> str | None:
+async def client_address(request: Request) -> str | None:
     """The address the request came from: the peer, or, when the peer is a proxy named in
     FARMSTAND_TRUSTED_PROXIES, the client it forwarded for (uvicorn rewrites the peer only
-    then; see ``farmstand serve``)."""
+    then; see ``farmstand serve``). Async: FastAPI runs a plain function dependency in its
+    thread pool, a thread hop per placement and sign-in for one attribute read."""
     return request.client.host if request.client else None
 
 

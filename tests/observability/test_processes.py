@@ -121,7 +121,8 @@ def test_a_worker_serves_its_own_metrics_on_its_port(env: dict[str, str], tmp_pa
         assert value(text, "farmstand_notifications_total", channel="EMAIL", result="sent") == 0
         assert value(text, "farmstand_notification_queue_depth") == 0
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        if proc.poll() is None:  # a reaped pid may be somebody else's group by now
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     assert any("metrics on http://127.0.0.1" in line["message"] for line in lines)

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from farmstand.bench import report, servers
 from farmstand.bench.phases import Phases
 from farmstand.bench.plan import BenchConfig
-from farmstand.bench.runner import BenchError, prepare, segments, workspace
+from farmstand.bench.runner import BenchError, Context, prepare, segments, workspace
 from farmstand.bench.servers import Children
 
 
@@ -112,17 +112,21 @@ async def _run(
         _, _, (farm_streams, customer_streams) = segments(config, ctx.plan)
         placing = min(config.customers, 200)
         await phases.sign_in(config.farms, max(customer_streams, placing))
+        running(ctx, "signing in")
         notifications = await phases.notifications()
+        running(ctx, "the notifications phase")
         events = await phases.events(farm_streams, customer_streams)
+        running(ctx, "the streams phase")
         floor = await phases.floor()
         history = await phases.history()
+        running(ctx, "the history fetches")
         status = await phases.status_updates()
+        running(ctx, "the status updates")
         placement = await phases.placement()
+        running(ctx, "order placement")
         await phases.wait_sent("Waiting for the last notifications")
         notifications["peers"] = await phases.peers()
-        for step in (ctx.serve, *ctx.workers):
-            if not step.alive():
-                ctx.warnings.append(f"{step.name} exited during the run")
+        running(ctx, "the last notifications")
         machine = servers.machine_info()
         if not config.embedded:
             machine["postgresql"] = await servers.postgres_version(ctx.database_url)
@@ -160,6 +164,17 @@ async def _run(
         "warnings": ctx.warnings,
     }
     return result
+
+
+def running(ctx: Context, during: str) -> None:
+    """Stop the run when a server or worker has died: every figure after that would be the
+    dead process's, not the product's (and a run that goes on hides why)."""
+    for child in (ctx.serve, *ctx.workers):
+        if not child.alive():
+            raise BenchError(
+                f"{child.name} exited (code {child.exit_code()}) during {during}:\n"
+                f"{child.log_tail()}"
+            )
 
 
 def _saturated(

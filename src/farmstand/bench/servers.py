@@ -4,6 +4,12 @@ Every child is registered the moment it starts; ``Children.stop_all`` (called fr
 ``finally``, and at interpreter exit as a last resort) sends SIGTERM to each group, waits a
 bounded time, then SIGKILLs what is left. The throwaway PostgreSQL database is dropped the
 same way.
+
+A child is reaped only after its group has been signalled for the last time: until then the
+exited leader stays a zombie that holds its pid, so the group id cannot be given to another
+process meanwhile. Reaped first and signalled later (as before), a group id could be reused
+by then (pid_max is 32,768 here and the test suite goes round it in minutes), and the signal
+killed somebody else's process group: another test's server, or another bench's.
 """
 
 from __future__ import annotations
@@ -61,7 +67,27 @@ class Child:
         return self.proc.pid
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        """Still running (an exited child is not reaped here: see the module's docstring)."""
+        if self.proc.returncode is not None:
+            return False
+        try:
+            exited = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # reaped by somebody else
+            return False
+        return exited is None
+
+    def exit_code(self) -> int | None:
+        """How it exited (None while it runs), without reaping it."""
+        if self.proc.returncode is not None:
+            return self.proc.returncode
+        with contextlib.suppress(ChildProcessError):
+            exited = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            if exited is None:
+                return None
+            if exited.si_code == os.CLD_EXITED:
+                return exited.si_status
+            return -exited.si_status
+        return self.proc.returncode
 
     def log_tail(self, chars: int = 3000) -> str:
         if self.log is None or not self.log.exists():
@@ -106,13 +132,14 @@ class Children:
         return child
 
     async def stop(self, child: Child, grace: float = 15) -> None:
-        """SIGTERM to the child's group; SIGKILL after ``grace`` seconds."""
-        if child.alive():
-            _signal_group(child.pid, signal.SIGTERM)
-            await wait_exit(child, grace)
-        _signal_group(child.pid, signal.SIGKILL)  # stragglers in the group (uvicorn workers)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.proc.wait(timeout=5)
+        """SIGTERM to the child's group; SIGKILL after ``grace`` seconds; then reap it."""
+        if child.proc.returncode is None:  # not reaped: the group id is still this child's
+            if child.alive():
+                _signal_group(child.pid, signal.SIGTERM)
+                await wait_exit(child, grace)
+            _signal_group(child.pid, signal.SIGKILL)  # stragglers in the group (uvicorn workers)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(child.proc.wait, 5)
         if child in self._children:
             self._children.remove(child)
 
@@ -127,16 +154,18 @@ class Children:
 
     def kill_all(self) -> None:
         for child in self._children:
-            _signal_group(child.pid, signal.SIGKILL)
+            if child.proc.returncode is None:
+                _signal_group(child.pid, signal.SIGKILL)
         self._children.clear()
 
 
 async def wait_exit(child: Child, seconds: float) -> bool:
-    """Whether the child exited within ``seconds``."""
-    try:
-        await asyncio.to_thread(child.proc.wait, seconds)
-    except subprocess.TimeoutExpired:
-        return False
+    """Whether the child exited within ``seconds`` (it is not reaped: ``Children.stop`` is)."""
+    deadline = time.monotonic() + seconds
+    while child.alive():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
     return True
 
 
@@ -268,7 +297,7 @@ async def run_cli(
         await children.stop(child)
         raise RuntimeError(f"`farmstand {' '.join(args)}` did not finish in 300 s")
     await children.stop(child)
-    if child.proc.returncode != 0:
+    if child.exit_code() != 0:
         raise RuntimeError(f"`farmstand {' '.join(args)}` failed:\n{child.log_tail()}")
 
 
