@@ -35,14 +35,9 @@ async def serve_in_process(app: FastAPI, **options: Any) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on a free port in this event loop; yields its base URL.
     ``options``: more uvicorn settings (such as the proxy ones ``farmstand serve`` uses)."""
     port = free_port()
+    options.setdefault("timeout_graceful_shutdown", 2)
     config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-        timeout_graceful_shutdown=2,
-        **options,
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **options
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -69,9 +69,10 @@ async def test_idle_streams_get_a_heartbeat_every_interval(live: Live):
             beats.append(time.monotonic())
     stream.close()
     # A comment every 0.3 s on a stream with nothing else to say (not a burst, not silence).
-    assert 5 <= len(beats) <= 11, beats
+    # Bounds wide enough for a machine busy with other tests (about 8 beats when idle).
+    assert 3 <= len(beats) <= 11, beats
     gaps = [b - a for a, b in itertools.pairwise(beats)]
-    assert 0.2 <= statistics.median(gaps) <= 0.45, gaps
+    assert 0.2 <= statistics.median(gaps) <= 0.8, gaps
 
 
 async def test_a_client_that_goes_away_is_unsubscribed_at_once(live: Live):
@@ -84,8 +85,8 @@ async def test_a_client_that_goes_away_is_unsubscribed_at_once(live: Live):
     stream.close()
 
     began = time.monotonic()
-    await until(lambda: not live.runtime.hub.subscriptions(), timeout=2)
-    assert time.monotonic() - began < 1
+    await until(lambda: not live.runtime.hub.subscriptions(), timeout=10)
+    assert time.monotonic() - began < 5  # the heartbeat that would find out is 30 s away
     assert live.runtime.hub.closed == {CloseReason.CLIENT: 1}
     assert live.runtime.hub.open_streams == 0
 
@@ -131,7 +132,7 @@ async def test_streams_end_cleanly_and_promptly_when_the_server_stops(
 ):
     app = create_app(live_settings(database_url, tmp_path))
     async with httpx.AsyncClient(timeout=30) as http:
-        async with serve_in_process(app) as url:
+        async with serve_in_process(app, timeout_graceful_shutdown=20) as url:
             factory = Factory(app.state.runtime, http)
             user = await factory.user()
             headers = await factory.headers(user)
@@ -139,9 +140,10 @@ async def test_streams_end_cleanly_and_promptly_when_the_server_stops(
             stream = await cm.__aenter__()
             assert (await stream.next()).event == "CONNECTED"
             stopping = time.monotonic()
-        # serve_in_process has stopped the server: well before its 2 s grace period ran out,
-        # as the stream ended as soon as the server began to stop,
-        assert time.monotonic() - stopping < 1.5
+        # serve_in_process has stopped the server: well before its 20 s grace period ran out
+        # (a stream left open holds the server that long), as the stream ended as soon as the
+        # server began to stop,
+        assert time.monotonic() - stopping < 10
         # and properly: the chunked body is complete, nothing was cancelled or logged.
         with pytest.raises(EOFError):
             await stream.next(timeout=5)
