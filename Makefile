@@ -39,11 +39,13 @@ run: install
 	@$(BIN)/farmstand demo
 	@$(BIN)/farmstand serve --host $(HOST) --port $(PORT)
 
+# worksteal: a worker that runs out of tests takes some of another's, so the long tests (the
+# bench, the browser ones) do not leave one core idle at the end.
 test: install-dev browser
 	@$(BIN)/ruff check .
 	@$(BIN)/mypy
 	@$(BIN)/farmstand docs --check
-	@$(BIN)/pytest -n auto --cov --cov-report=term $(PYTEST_ARGS)
+	@$(BIN)/pytest -n auto --dist worksteal --cov --cov-report=term $(PYTEST_ARGS)
 
 lint: install-dev
 	@$(BIN)/ruff check .
