@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,7 +47,7 @@ from farmstand.notifications.outbox import NOTIFIER_KEY, Notifier
 from farmstand.notifications.scheduler import Scheduler
 from farmstand.notifications.views import router as notification_pages
 from farmstand.notifications.webhooks import router as webhooks_router
-from farmstand.observability import tracing
+from farmstand.observability import stacks, tracing
 from farmstand.observability.endpoint import router as metrics_router
 from farmstand.observability.exporter import ProcessTelemetry
 from farmstand.observability.logs import configure_logging
@@ -128,9 +129,12 @@ def build_runtime(settings: Settings) -> Runtime:
     )
 
 
-def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> FastAPI:
-    """``tune_gc``: set the process's garbage collector up for a server once started (only for
-    a process that hosts this one app: ``farmstand serve``)."""
+def create_app(
+    settings: Settings | None = None, *, tune_gc: bool = False, dump_stacks: bool = False
+) -> FastAPI:
+    """``tune_gc``: set the process's garbage collector up for a server once started;
+    ``dump_stacks``: SIGUSR1 writes the threads' and tasks' stacks to the log (both only for a
+    process that hosts this one app: ``farmstand serve``)."""
     settings = settings or load_settings()
     runtime = build_runtime(settings)
     telemetry = ProcessTelemetry(
@@ -142,6 +146,8 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
         await runtime.start(dispatch=settings.dispatcher is DispatcherMode.EMBEDDED)
         # uvicorn finishes open responses before this app's shutdown: end streams when it stops.
         runtime.hub.end_streams_when(server_stopping(served))
+        if dump_stacks:
+            stacks.install(asyncio.get_running_loop())
         if tune_gc:
             tune_after_startup(
                 served, freeze=settings.gc_freeze, young_threshold=settings.gc_young_threshold
@@ -244,4 +250,4 @@ def app_factory() -> FastAPI:
     settings = load_settings()
     configure_logging(settings)
     tracing.configure_tracing(settings, role="serve")
-    return create_app(settings, tune_gc=True)
+    return create_app(settings, tune_gc=True, dump_stacks=True)

@@ -115,6 +115,7 @@ async def _run_worker(settings: Settings) -> None:
     import signal
 
     from farmstand.app import build_runtime
+    from farmstand.observability import stacks
     from farmstand.observability.exporter import ProcessTelemetry
     from farmstand.observability.logs import configure_logging
     from farmstand.observability.tracing import configure_tracing
@@ -129,6 +130,7 @@ async def _run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    stacks.install(loop)
     await runtime.start(streams=False, dispatch=True)
     await telemetry.start()
     typer.echo(f"Worker {runtime.dispatcher.name} sending notifications; Ctrl-C to stop.")
