@@ -33,9 +33,9 @@ SECTIONS = (
 RUN_FIGURES = ("throughput", "p50_ms", "p95_ms", "p99_ms", "max_ms", "requests", "succeeded")
 
 
-def log_tails(out: Path) -> str:
+def log_tails(out: Path, chars: int = 3000) -> str:
     return "\n".join(
-        f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}"
+        f"--- {log.name}\n{log.read_text(errors='replace')[-chars:]}"
         for log in sorted((out / "logs").glob("*.log"))
     )
 
@@ -141,7 +141,8 @@ def checked(report: dict[str, Any], out: Path) -> None:
     try:
         check_report(report)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{log_tails(out)}") from exc
+        # Long enough for the stacks the bench has a server write when requests go unanswered.
+        raise AssertionError(f"{exc}\n{report.get('warnings')}\n{log_tails(out, 60_000)}") from exc
 
 
 @pytest.mark.postgres

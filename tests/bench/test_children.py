@@ -5,6 +5,7 @@ else's process) is never signalled."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -66,3 +67,35 @@ async def test_a_running_child_is_stopped_and_reaped(tmp_path: Path) -> None:
     assert not child.alive()
     assert child.exit_code() == -15  # SIGTERM
     assert state(child.pid) is None
+
+
+async def test_unanswered_requests_leave_the_servers_stacks_in_its_log(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """What the bench does when requests go unanswered: the server says where it waits."""
+    from types import SimpleNamespace
+
+    from farmstand.bench.runner import Context
+    from farmstand.bench.servers import farmstand_command, free_port, wait_healthy
+    from tests.conftest import TEST_SECRET
+
+    children = Children()
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "FARMSTAND_DATABASE_URL": sqlite_url,
+        "FARMSTAND_DATA_DIR": str(tmp_path),
+        "FARMSTAND_SECRET_KEY": TEST_SECRET,
+    }
+    serve = children.spawn(
+        "serve", farmstand_command("serve", "--port", str(port)), env=env, cwd=tmp_path, log=log
+    )
+    try:
+        await wait_healthy(serve, port, within=60)
+        ctx = SimpleNamespace(serve=serve, config=SimpleNamespace(workers=1, embedded=True))
+        assert await Context.dump_server_stacks(ctx) == 1  # type: ignore[arg-type]
+        await until(lambda: "--- end of tasks" in log.read_text(errors="replace"))
+        assert serve.alive()
+    finally:
+        await children.stop(serve)

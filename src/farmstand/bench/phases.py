@@ -43,7 +43,8 @@ class Phases:
     async def open_loop(self, label: str, **command: Any) -> dict[str, Any]:
         duration, drain = float(command["duration"]), self.ctx.config.request_drain
         command = {"op": "open", "pool": self.ctx.config.pool, "drain": drain, **command}
-        return await self.ctx.load.call(command, duration + drain + 120, self.phase(label))
+        run = await self.ctx.load.call(command, duration + drain + 120, self.phase(label))
+        return await self._unanswered(label, run)
 
     async def closed_loop(self, label: str, **command: Any) -> dict[str, Any]:
         duration = float(command["duration"])
@@ -54,7 +55,20 @@ class Phases:
             "drain": drain,
             **command,
         }
-        return await self.ctx.load.call(command, duration + drain + 120, self.phase(label))
+        run = await self.ctx.load.call(command, duration + drain + 120, self.phase(label))
+        return await self._unanswered(label, run)
+
+    async def _unanswered(self, label: str, run: dict[str, Any]) -> dict[str, Any]:
+        """Requests the server never answered: say so, with the server's stacks in its log."""
+        errors = run.get("errors", {})
+        lost = sum(errors.get(key, 0) for key in ("unfinished", "timeout"))
+        if lost:
+            dumped = await self.ctx.dump_server_stacks()
+            self.ctx.warnings.append(
+                f"{label}: {lost} request(s) unanswered; the stacks of {dumped} server "
+                "process(es) are in the server log"
+            )
+        return run
 
     async def sign_in(self, farmers: int, customers: int) -> dict[str, Any]:
         result = await self.ctx.load.call(

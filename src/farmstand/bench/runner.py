@@ -9,6 +9,7 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,22 @@ class Context:
                     log=self.work / f"worker-{i + 1}.log",
                 )
             )
+
+    async def dump_server_stacks(self) -> int:
+        """Have each serving process write its threads' and tasks' stacks to the server log
+        (SIGUSR1, ``farmstand.observability.stacks``), one at a time so the dumps do not
+        interleave: where requests left unanswered were waiting. How many were asked."""
+        if not self.serve.alive():
+            return 0
+        if self.config.workers == 1 or self.config.embedded:
+            pids = [self.serve.pid]
+        else:  # uvicorn's workers; not its supervisor or multiprocessing's resource tracker
+            pids = [p for p in servers.group_pids(self.serve.pid) if servers.is_spawned_worker(p)]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+            await asyncio.sleep(1.0)
+        return len(pids)
 
     async def stop_workers(self) -> None:
         for child in self.workers:

@@ -190,6 +190,14 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def is_spawned_worker(pid: int) -> bool:
+    """A process multiprocessing spawned to run code (a uvicorn worker), by its command line."""
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def rss_bytes(pids: list[int]) -> int:
     """The resident set of these processes, summed (VmRSS from /proc/<pid>/status)."""
     total = 0
