@@ -86,3 +86,41 @@ async def test_no_connection_within_the_pool_timeout_is_a_503_not_a_500(
             assert response.headers["retry-after"] == "2"
             assert runtime.shed["db_pool"] == 1
             assert (await client.get(f"/api/orders/{order.id}", headers=headers)).status_code == 200
+
+
+async def test_a_database_that_refuses_connections_is_a_503_not_a_500(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL out of connection slots ("too many clients", SQLSTATE 53300) is overload,
+    as a pool timeout is: 503 with Retry-After, counted, nothing written. It was a 500 with a
+    stack in the log when a full test run used up the server's max_connections."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    role = f"farmstand_full_{uuid.uuid4().hex[:8]}"
+    admin_dsn = postgres_url.replace("+asyncpg", "")
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        # A role with no connection slot at all (superusers are exempt from such limits).
+        await conn.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 0')
+        parts = urlsplit(postgres_url)
+        limited = urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
+        app = create_app(make_settings(limited, tmp_path))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.post(
+                "/api/auth/login", json={"email": "a@example.com", "password": "x" * 12}
+            )
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "2"
+        assert response.json() == {
+            "success": False,
+            "error": "The server is busy; try again in a moment.",
+        }
+        assert app.state.runtime.shed == {"db_unavailable": 1}
+        await app.state.runtime.db.dispose()
+    finally:
+        await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await conn.close()

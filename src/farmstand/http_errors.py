@@ -111,12 +111,42 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(DBAPIError)
-    async def _database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
+    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
         # A NUL character in a path or query value reaches PostgreSQL, which refuses it
         # (SQLSTATE 22021): the request is at fault, not the server.
         if getattr(exc.orig, "sqlstate", None) == "22021":
             return JSONResponse(error_body("The request contains invalid characters."), 400)
+        if database_unavailable(exc):
+            # The database turned the work away (no connection slot left, starting up or
+            # shutting down, out of resources; SQLite's write lock not had within its busy
+            # timeout): overload, as with the pool timeout. Nothing was written.
+            runtime = getattr(request.app.state, "runtime", None)
+            if runtime is not None:
+                runtime.note_shed("db_unavailable")
+            log.warning(
+                "the database refused the work (%s): %s",
+                _sqlstate_or_message(exc),
+                _route_of(request),
+            )
+            return JSONResponse(
+                error_body("The server is busy; try again in a moment."),
+                status_code=503,
+                headers={"Retry-After": "2"},
+            )
         raise exc
+
+
+def database_unavailable(exc: DBAPIError) -> bool:
+    """PostgreSQL's class 53 (insufficient resources: too many connections, out of memory or
+    disk) or 57P03 (cannot connect now), or SQLite's "database is locked"."""
+    code = getattr(exc.orig, "sqlstate", None) or ""
+    if code.startswith("53") or code == "57P03":
+        return True
+    return "database is locked" in str(exc.orig)
+
+
+def _sqlstate_or_message(exc: DBAPIError) -> str:
+    return getattr(exc.orig, "sqlstate", None) or str(exc.orig)[:80]
 
 
 async def answer_bug(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:

@@ -58,7 +58,7 @@ NOTIFICATION_RESULTS = ("sent", "retry", "failed")
 SENT_CHANNELS = tuple(c for c in NotificationChannel if c is not NotificationChannel.IN_APP)
 # Why a request was refused with 503: no database connection within the bounded wait, or too
 # many requests in flight. Add a reason here before using it.
-SHED_REASONS = ("db_pool", "in_flight")
+SHED_REASONS = ("db_pool", "db_unavailable", "in_flight")
 
 QUEUE_PROBE_TIMEOUT = 1.0  # seconds; a slower database leaves the queue gauges out
 
