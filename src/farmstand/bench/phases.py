@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from farmstand.bench import servers
 from farmstand.bench.engine import latency_summary
-from farmstand.bench.plan import P95_LIMIT_MS, REPORTED_RATE, SSE_UPDATE_RATE
+from farmstand.bench.plan import P95_LIMIT_MS, REPORTED_RATE, SSE_UPDATE_RATE, floor_connections
 from farmstand.bench.runner import BenchError, Context
 from farmstand.notifications.models import OrderNotification
 
@@ -247,7 +247,7 @@ class Phases:
         start = ctx.take("floor", len(rows))
         job = {
             "url": ctx.database_url,
-            "connections": 1 if ctx.config.embedded else 32,
+            "connections": floor_connections(ctx.config),
             "duration": ctx.config.floor_seconds,
             "orders": [
                 [

@@ -14,6 +14,7 @@ P95_LIMIT_MS = 200.0  # the rate search keeps P95 under this
 REPORTED_RATE = 500  # P95 at this rate is reported on its own when the search reaches it
 SSE_UPDATE_RATE = 100  # status updates per second while the streams are open
 FLOOR_CONNECTIONS = 32
+QUICK_FLOOR_CONNECTIONS = 8  # --quick on PostgreSQL: few connections, the figure is not the aim
 FLOOR_ORDERS_PER_CONNECTION = 100  # each floor connection cycles through its own orders
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost"})
 
@@ -130,13 +131,9 @@ def make_plan(config: BenchConfig) -> Plan:
     steps = tuple(int(rate * config.duration) + 1 for rate in rates)
     peak = int(max(max(rates), 1000 if not config.quick else 0) * config.duration) + 1
     sse = int(SSE_UPDATE_RATE * config.duration) + 1 if not config.quick else 40
-    floor = (
-        FLOOR_CONNECTIONS * FLOOR_ORDERS_PER_CONNECTION
-        if not config.embedded
-        else FLOOR_ORDERS_PER_CONNECTION
-    )
+    floor = floor_connections(config) * FLOOR_ORDERS_PER_CONNECTION
     if config.quick:
-        floor = FLOOR_CONNECTIONS * 4 if not config.embedded else 16
+        floor = floor_connections(config) * 4 if not config.embedded else 16
     latency_orders = int(config.notify_rate * config.duration) + 1
     needed = sum(steps) + peak + sse + floor
     extra = 0
@@ -208,3 +205,10 @@ def _mask(url: str) -> str:
     if not parts.password:
         return url
     return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def floor_connections(config: BenchConfig) -> int:
+    """The raw-driver floor's clients: one on SQLite (one writer at a time anyway)."""
+    if config.embedded:
+        return 1
+    return QUICK_FLOOR_CONNECTIONS if config.quick else FLOOR_CONNECTIONS

@@ -25,6 +25,7 @@ from farmstand.bench.plan import BenchConfig, Plan, make_plan
 from farmstand.bench.servers import Child, Children
 
 TWILIO_SID = "AC" + "b" * 32
+QUICK_POOL_SIZE = 8  # connections per process in --quick (PostgreSQL)
 TWILIO_TOKEN = "bench-twilio-token-0123456789"
 
 
@@ -192,6 +193,12 @@ def server_env(
                 "FARMSTAND_DISPATCHER": "off",
             }
         )
+        if config.quick:
+            # Enough for the quick run's 16 clients over two processes; the standard 20 per
+            # process (and the floor's 32 clients, see plan.floor_connections) took the
+            # PostgreSQL server near its 100 connections, and the test suite's other
+            # PostgreSQL tests got "too many clients".
+            ours["FARMSTAND_DB_POOL_SIZE"] = str(QUICK_POOL_SIZE)
     return {**os.environ, "PYTHONUNBUFFERED": "1", **ours}
 
 
