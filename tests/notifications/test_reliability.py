@@ -249,7 +249,10 @@ class SlowSender:
         pass
 
 
-@pytest.mark.parametrize("world_overrides", [{"notification_lease_seconds": 0.6}])
+# Each send (1.5 s) outlasts the lease; renewed every third of it, a renewal has 0.8 s to land
+# before the lease ends (0.4 s at a 0.6 s lease was too little on a machine busy with a whole
+# parallel run: the second dispatcher claimed and sent again).
+@pytest.mark.parametrize("world_overrides", [{"notification_lease_seconds": 1.2}])
 async def test_a_send_slower_than_its_lease_is_not_sent_again_by_another_dispatcher(
     world: World,
 ):
@@ -264,10 +267,10 @@ async def test_a_send_slower_than_its_lease_is_not_sent_again_by_another_dispatc
         world.runtime.db, settings, {NotificationChannel.EMAIL: SlowSender(1.5, sent)}
     )
 
-    # When the first is sending and the second keeps looking for due rows past the lease
+    # When the first is sending and the second keeps looking for due rows well past the lease
     sending = asyncio.create_task(first.run_once())
     await asyncio.wait_for(first_sender.started.wait(), 5)
-    for _ in range(12):
+    for _ in range(30):
         await second.run_once()
         await asyncio.sleep(0.1)
     await sending
