@@ -19,6 +19,7 @@ from playwright.async_api import (
     Page,
     Response,
     async_playwright,
+    expect,
 )
 
 from farmstand.accounts.models import User
@@ -38,6 +39,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 WIDTHS = (360, 1280)
+# An assertion passes as soon as it holds; the wait only matters on a host slowed by a whole
+# parallel run, where a live update can take longer than Playwright's default 5 s.
+expect.set_options(timeout=15_000)
 SERIOUS = ("serious", "critical")
 
 
