@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from farmstand.errors import FarmstandError, TooManyRequests
 from farmstand.observability.request_id import request_id_of
+from farmstand.shedding import BUSY_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +100,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)
     async def _pool_timeout(request: Request, _exc: PoolTimeout) -> JSONResponse:
         # Every connection stayed busy for db_pool_timeout_seconds: the server is overloaded.
-        # Nothing was written; the client may try again.
-        runtime = getattr(request.app.state, "runtime", None)
-        if runtime is not None:
-            runtime.note_shed("db_pool")
         log.warning("no database connection within the pool timeout: %s", _route_of(request))
-        return JSONResponse(
-            error_body("The server is busy; try again in a moment."),
-            status_code=503,
-            headers={"Retry-After": "2"},
-        )
+        return _busy(request, "db_pool")
 
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
@@ -119,21 +112,23 @@ def install_error_handlers(app: FastAPI) -> None:
         if database_unavailable(exc):
             # The database turned the work away (no connection slot left, starting up or
             # shutting down, out of resources; SQLite's write lock not had within its busy
-            # timeout): overload, as with the pool timeout. Nothing was written.
-            runtime = getattr(request.app.state, "runtime", None)
-            if runtime is not None:
-                runtime.note_shed("db_unavailable")
+            # timeout): overload, as with the pool timeout.
             log.warning(
                 "the database refused the work (%s): %s",
                 _sqlstate_or_message(exc),
                 _route_of(request),
             )
-            return JSONResponse(
-                error_body("The server is busy; try again in a moment."),
-                status_code=503,
-                headers={"Retry-After": "2"},
-            )
+            return _busy(request, "db_unavailable")
         raise exc
+
+
+def _busy(request: Request, reason: str) -> JSONResponse:
+    """503 for a request refused under overload, counted by ``reason``. Nothing was written,
+    so the client may try again."""
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is not None:
+        runtime.note_shed(reason)
+    return JSONResponse(error_body(BUSY_MESSAGE), status_code=503, headers={"Retry-After": "2"})
 
 
 def database_unavailable(exc: DBAPIError) -> bool:

@@ -14,9 +14,8 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-BUSY_BODY = json.dumps(
-    {"success": False, "error": "The server is busy; try again in a moment."}
-).encode()
+BUSY_MESSAGE = "The server is busy; try again in a moment."
+BUSY_BODY = json.dumps({"success": False, "error": BUSY_MESSAGE}).encode()
 RETRY_AFTER_SECONDS = 1
 # Streams are long-lived by design; health checks and scrapes must answer a busy server.
 UNCOUNTED_PREFIXES = ("/api/events", "/api/orders/events", "/healthz", "/metrics")

@@ -134,7 +134,7 @@ class Context:
         interleave: where requests left unanswered were waiting. How many were asked."""
         if not self.serve.alive():
             return 0
-        if self.config.workers == 1 or self.config.embedded:
+        if self.config.workers == 1:  # --embedded is always one
             pids = [self.serve.pid]
         else:  # uvicorn's workers; not its supervisor or multiprocessing's resource tracker
             pids = [p for p in servers.group_pids(self.serve.pid) if servers.is_spawned_worker(p)]

@@ -71,23 +71,26 @@ class Child:
         if self.proc.returncode is not None:
             return False
         try:
-            exited = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            return self._peek() is None
         except ChildProcessError:  # reaped by somebody else
             return False
-        return exited is None
 
     def exit_code(self) -> int | None:
-        """How it exited (None while it runs), without reaping it."""
+        """How it exited (None while it runs, or when somebody else reaped it), without
+        reaping it."""
         if self.proc.returncode is not None:
             return self.proc.returncode
-        with contextlib.suppress(ChildProcessError):
-            exited = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            if exited is None:
-                return None
-            if exited.si_code == os.CLD_EXITED:
-                return exited.si_status
-            return -exited.si_status
-        return self.proc.returncode
+        try:
+            exited = self._peek()
+        except ChildProcessError:
+            return None
+        if exited is None:
+            return None
+        return exited.si_status if exited.si_code == os.CLD_EXITED else -exited.si_status
+
+    def _peek(self) -> os.waitid_result | None:
+        """The child's exit, if it has exited, left for ``proc.wait`` to reap."""
+        return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
 
     def log_tail(self, chars: int = 3000) -> str:
         if self.log is None or not self.log.exists():

@@ -21,14 +21,12 @@ import sys
 SIGNAL = signal.SIGUSR1
 
 
-def install(loop: asyncio.AbstractEventLoop | None = None) -> None:
-    """Dump on SIGUSR1: threads always; tasks too when ``loop`` is given (call it from that
-    loop). Safe to call again: the last call's loop is the one listed."""
-    if loop is not None:
-        loop.add_signal_handler(SIGNAL, dump_tasks)
+def install(loop: asyncio.AbstractEventLoop) -> None:
+    """Dump the threads and ``loop``'s tasks on SIGUSR1 (call it from that loop)."""
+    loop.add_signal_handler(SIGNAL, dump_tasks)
     # Last, chaining to the loop's handler: the C handler dumps the threads, then the signal
     # goes on to the loop, which lists the tasks when it runs next.
-    faulthandler.register(SIGNAL, file=sys.stderr, all_threads=True, chain=loop is not None)
+    faulthandler.register(SIGNAL, file=sys.stderr, all_threads=True, chain=True)
 
 
 def dump_tasks() -> None:
